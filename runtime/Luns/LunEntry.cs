@@ -1,0 +1,31 @@
+using HandlerRuntime.Plugins;
+using HandlerRuntime.Scsi;
+using HandlerRuntime.Sdk;
+
+namespace HandlerRuntime.Luns;
+
+/// <summary>A LUN the registry serves: its definition as resolved, its SCSI LU, and the plugin behind it.</summary>
+public sealed class LunEntry
+{
+    internal LunEntry(LunDefinition definition, ScsiTarget target, int number, ScsiLun lun, IHandler handler, LoadedPlugin plugin, string stateDirectory)
+    {
+        Definition = definition;
+        Target = target;
+        Number = number;
+        Lun = lun;
+        Handler = handler;
+        Plugin = plugin;
+        StateDirectory = stateDirectory;
+    }
+
+    /// <summary>The definition with target and LUN number filled in, and the size if it was resized.</summary>
+    public LunDefinition Definition { get; internal set; }
+    public ScsiTarget Target { get; }
+    public int Number { get; }
+    public ScsiLun Lun { get; }
+    public IHandler Handler { get; internal set; }
+    public LoadedPlugin Plugin { get; internal set; }
+    public string StateDirectory { get; }
+    public string Name => Definition.Name;
+    public long SizeBytes => Lun.BlockCount * Lun.BlockSize;
+}

@@ -1,0 +1,468 @@
+using HandlerRuntime.Plugins;
+using HandlerRuntime.Scsi;
+using HandlerRuntime.Sdk;
+using Microsoft.Extensions.Logging;
+using Serilog;
+
+namespace HandlerRuntime.Luns;
+
+/// <summary>
+/// Creates, deletes and resizes LUNs, opening their devices through the handler
+/// plugins and mapping them into targets. One change at a time; lookups are lock-free
+/// for the command path (which goes through the targets, not through here).
+/// Definitions whose handler is not loaded yet wait and are retried when plugins change.
+/// </summary>
+public sealed class LunRegistry : IAsyncDisposable
+{
+    private readonly PluginHost plugins;
+    private readonly TargetRegistry targets;
+    private readonly string stateRoot;
+    private readonly Serilog.ILogger log;
+    private readonly ILoggerFactory handlerLogs;
+    private readonly SemaphoreSlim gate = new(1, 1);
+    private readonly Dictionary<string, LunEntry> entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (LunDefinition Definition, string Reason)> waiting = new(StringComparer.Ordinal);
+
+    public LunRegistry(PluginHost plugins, TargetRegistry targets, string stateDirectory, Serilog.ILogger log, ILoggerFactory handlerLogs)
+    {
+        this.plugins = plugins;
+        this.targets = targets;
+        stateRoot = stateDirectory;
+        this.log = log;
+        this.handlerLogs = handlerLogs;
+        plugins.Switcher = SwitchPluginAsync;
+        plugins.PluginsChanged += () => _ = RetryWaitingAsync();
+    }
+
+    /// <summary>Raised after a create, delete or resize asked for by a user (not by a config reload), so the definitions can be persisted.</summary>
+    public event Action? DefinitionsChanged;
+
+    public IReadOnlyList<LunEntry> Entries
+    {
+        get { lock (entries) return entries.Values.OrderBy(e => e.Target.Name).ThenBy(e => e.Number).ToList(); }
+    }
+
+    /// <summary>Definitions configured but not served, with the reason (for example a handler not loaded yet).</summary>
+    public IReadOnlyList<(LunDefinition Definition, string Reason)> Waiting
+    {
+        get { lock (entries) return waiting.Values.ToList(); }
+    }
+
+    /// <summary>Every definition to persist: served ones as resolved, waiting ones as given.</summary>
+    public IReadOnlyList<LunDefinition> Definitions
+    {
+        get { lock (entries) return entries.Values.Select(e => e.Definition).Concat(waiting.Values.Select(w => w.Definition)).OrderBy(d => d.Name, StringComparer.Ordinal).ToList(); }
+    }
+
+    public LunEntry? Find(string name)
+    {
+        lock (entries) return entries.GetValueOrDefault(name);
+    }
+
+    /// <summary>Validates a cfgstring with its handler, without opening anything.</summary>
+    public ConfigCheck CheckConfig(string cfgstring)
+    {
+        if (LunDefinition.SplitCfgstring(cfgstring) is not var (subtype, config))
+            return ConfigCheck.Invalid($"'{cfgstring}' has no '/': write <subtype>/<handler config>, for example file//var/lib/hrt/disk0.img or ram/@.");
+        if (!plugins.TryGetHandler(subtype, out var handler, out _))
+            return ConfigCheck.Invalid(NoHandlerMessage(subtype));
+        return handler.CheckConfig(config);
+    }
+
+    private string NoHandlerMessage(string subtype)
+        => $"No loaded handler serves subtype '{subtype}' (loaded: {(plugins.Subtypes.Count == 0 ? "none" : string.Join(", ", plugins.Subtypes.Order()))}); " +
+           $"fix the cfgstring or drop the handler's folder into {plugins.HandlerPath}.";
+
+    /// <summary>Creates a LUN for a user request and persists it.</summary>
+    public async Task<LunEntry> CreateAsync(LunDefinition definition, CancellationToken ct)
+    {
+        await gate.WaitAsync(ct);
+        LunEntry entry;
+        try
+        {
+            lock (entries)
+            {
+                if (entries.ContainsKey(definition.Name) || waiting.ContainsKey(definition.Name))
+                    throw new LunException($"A LUN named {definition.Name} already exists; pick another name or delete it first.", LunError.Conflict);
+            }
+            entry = await CreateLockedAsync(definition, ct);
+        }
+        finally
+        {
+            gate.Release();
+        }
+        DefinitionsChanged?.Invoke();
+        return entry;
+    }
+
+    private async Task<LunEntry> CreateLockedAsync(LunDefinition definition, CancellationToken ct)
+    {
+        if (definition.Validate() is { } invalid)
+            throw new LunException(invalid);
+        var (subtype, config) = LunDefinition.SplitCfgstring(definition.Cfgstring)!.Value;
+        if (!plugins.TryGetHandler(subtype, out var handler, out var plugin))
+            throw new LunException($"LUN {definition.Name}: " + NoHandlerMessage(subtype));
+        if (handler.CheckConfig(config) is { IsValid: false } bad)
+            throw new LunException($"LUN {definition.Name}: {bad.Reason}");
+
+        var target = targets.GetOrAdd(definition.Target ?? targets.DefaultName);
+        var number = definition.Lun ?? target.LowestFreeNumber();
+        if (target.Lookup((ulong)number) is { } taken)
+            throw new LunException($"LUN number {number} of {target.Name} is already used by LUN {taken.Name}; choose another number or leave it out.", LunError.Conflict);
+
+        var stateDirectory = Path.Combine(stateRoot, "luns", definition.Name);
+        Directory.CreateDirectory(stateDirectory);
+        var relay = new DeviceEventsRelay();
+        var device = await OpenAsync(handler, definition, config, stateDirectory, relay, ct);
+        try
+        {
+            var g = device.Geometry;
+            if (definition.BlockSize != 0 && g.LogicalBlockSize != definition.BlockSize)
+                throw new LunException($"LUN {definition.Name}: the {subtype} handler opened it with {g.LogicalBlockSize}-byte blocks, not the requested {definition.BlockSize}.");
+            if (!DeviceGeometry.IsValidBlockSize(g.LogicalBlockSize) || g.BlockCount <= 0)
+                throw new LunException($"LUN {definition.Name}: the {subtype} handler reported an unusable geometry ({g.BlockCount} blocks of {g.LogicalBlockSize} bytes).");
+            var lun = new ScsiLun(LunIdentity.FromName(definition.Name, subtype), device, definition.ReadOnly, definition.WriteCache, log);
+            relay.Attach(lun);
+            if (!target.TryMap(number, lun))
+                throw new LunException($"LUN number {number} of {target.Name} was taken meanwhile; try again.", LunError.Conflict);
+            var resolved = definition with { Target = target.Name, Lun = number };
+            var entry = new LunEntry(resolved, target, number, lun, handler, plugin, stateDirectory);
+            lock (entries)
+            {
+                entries[definition.Name] = entry;
+                waiting.Remove(definition.Name);
+            }
+            log.Information("LUN {Lun} created: {Cfgstring}, {Blocks} blocks of {BlockSize} bytes, {Target} LUN {Number}",
+                definition.Name, definition.Cfgstring, g.BlockCount, g.LogicalBlockSize, target.Name, number);
+            return entry;
+        }
+        catch
+        {
+            await device.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task<IBlockDevice> OpenAsync(IHandler handler, LunDefinition definition, string config, string stateDirectory, IDeviceEvents events, CancellationToken ct)
+    {
+        var context = new DeviceOpenContext
+        {
+            LunName = definition.Name,
+            Config = config,
+            RequestedSize = definition.Size,
+            RequestedBlockSize = definition.BlockSize,
+            ReadOnly = definition.ReadOnly,
+            Logger = handlerLogs.CreateLogger($"handler.{handler.Subtype}.{definition.Name}"),
+            StateDirectory = stateDirectory,
+            Events = events,
+            NestedDevices = new NestedOpener(this, definition.Name, stateDirectory),
+        };
+        try
+        {
+            return await handler.OpenAsync(context, ct);
+        }
+        catch (HandlerConfigException e)
+        {
+            throw new LunException($"LUN {definition.Name}: {e.Message}");
+        }
+        catch (ScsiException e)
+        {
+            throw new LunException($"LUN {definition.Name}: the {handler.Subtype} handler could not open it: {e.Message}");
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            log.Error(e, "LUN {Lun}: the {Subtype} handler failed while opening", definition.Name, handler.Subtype);
+            throw new LunException($"LUN {definition.Name}: the {handler.Subtype} handler failed while opening: {e.Message}");
+        }
+    }
+
+    /// <summary>Deletes a LUN: unmapped first (new commands see no LU), then drained, flushed and closed.</summary>
+    public async Task DeleteAsync(string name, CancellationToken ct)
+    {
+        await gate.WaitAsync(ct);
+        try
+        {
+            bool wasWaiting;
+            lock (entries) wasWaiting = waiting.Remove(name);
+            if (!wasWaiting)
+            {
+                var entry = Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);
+                await DeleteLockedAsync(entry, removeState: true);
+            }
+        }
+        finally
+        {
+            gate.Release();
+        }
+        DefinitionsChanged?.Invoke();
+    }
+
+    private async Task DeleteLockedAsync(LunEntry entry, bool removeState)
+    {
+        entry.Target.Unmap(entry.Number);
+        lock (entries) entries.Remove(entry.Name);
+        await CloseAsync(entry);
+        if (removeState)
+            TryDeleteDirectory(entry.StateDirectory);
+        log.Information("LUN {Lun} deleted", entry.Name);
+    }
+
+    private async Task CloseAsync(LunEntry entry)
+    {
+        await entry.Lun.QuiesceAsync();
+        try
+        {
+            if ((entry.Lun.Capabilities & DeviceCapabilities.Flush) != 0)
+                await entry.Lun.Device.FlushAsync(CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            log.Error(e, "LUN {Lun}: flush before close failed", entry.Name);
+        }
+        await entry.Lun.Device.DisposeAsync();
+    }
+
+    public async Task<LunEntry> ResizeAsync(string name, long newSize, CancellationToken ct)
+    {
+        await gate.WaitAsync(ct);
+        LunEntry entry;
+        try
+        {
+            entry = Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);
+            await ResizeLockedAsync(entry, newSize, ct);
+        }
+        finally
+        {
+            gate.Release();
+        }
+        DefinitionsChanged?.Invoke();
+        return entry;
+    }
+
+    private async Task ResizeLockedAsync(LunEntry entry, long newSize, CancellationToken ct)
+    {
+        if (newSize <= 0 || newSize % entry.Lun.BlockSize != 0)
+            throw new LunException($"LUN {entry.Name}: the new size must be a positive multiple of its {entry.Lun.BlockSize}-byte block size.");
+        if ((entry.Lun.Capabilities & DeviceCapabilities.Resize) == 0)
+            throw new LunException($"LUN {entry.Name}: its {entry.Handler.Subtype} handler cannot resize.");
+        try
+        {
+            await entry.Lun.ResizeAsync(newSize, ct);
+        }
+        catch (ScsiException e)
+        {
+            throw new LunException($"LUN {entry.Name}: resize failed: {e.Message}");
+        }
+        entry.Definition = entry.Definition with { Size = newSize };
+        log.Information("LUN {Lun} resized to {Size} bytes", entry.Name, newSize);
+    }
+
+    /// <summary>
+    /// Makes the served LUNs match a configuration: removes those no longer listed,
+    /// resizes those whose size alone changed, recreates those otherwise changed, creates
+    /// new ones. A LUN that cannot be created waits with its reason; the rest go on.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> ApplyAsync(IReadOnlyList<LunDefinition> desired, CancellationToken ct)
+    {
+        var actions = new List<string>();
+        await gate.WaitAsync(ct);
+        try
+        {
+            var wanted = desired.ToDictionary(d => d.Name, StringComparer.Ordinal);
+            lock (entries)
+                foreach (var name in waiting.Keys.Where(n => !wanted.ContainsKey(n)).ToList())
+                    waiting.Remove(name);
+            foreach (var entry in Entries)
+            {
+                if (!wanted.TryGetValue(entry.Name, out var want))
+                {
+                    await DeleteLockedAsync(entry, removeState: false);
+                    actions.Add($"removed LUN {entry.Name}");
+                    continue;
+                }
+                switch (Compare(entry, want))
+                {
+                    case Change.None:
+                        break;
+                    case Change.Size:
+                        await TryAsync(actions, want, async () => await ResizeLockedAsync(entry, want.Size, ct), $"resized LUN {entry.Name} to {want.Size} bytes");
+                        break;
+                    case Change.Other:
+                        await DeleteLockedAsync(entry, removeState: false);
+                        await TryAsync(actions, want, async () => await CreateLockedAsync(want, ct), $"recreated LUN {entry.Name}");
+                        break;
+                }
+            }
+            foreach (var want in desired)
+                if (Find(want.Name) is null)
+                    await TryAsync(actions, want, async () => await CreateLockedAsync(want, ct), $"created LUN {want.Name}");
+        }
+        finally
+        {
+            gate.Release();
+        }
+        return actions;
+    }
+
+    private async Task TryAsync(List<string> actions, LunDefinition want, Func<Task> action, string done)
+    {
+        try
+        {
+            await action();
+            actions.Add(done);
+        }
+        catch (LunException e)
+        {
+            lock (entries) waiting[want.Name] = (want, e.Message);
+            log.Error("{Reason} The LUN waits until its configuration or handlers change.", e.Message);
+            actions.Add($"LUN {want.Name} not served: {e.Message}");
+        }
+    }
+
+    private enum Change { None, Size, Other }
+
+    private Change Compare(LunEntry entry, LunDefinition want)
+    {
+        var have = entry.Definition;
+        var same = have.Cfgstring == want.Cfgstring
+            && (want.BlockSize == 0 || want.BlockSize == entry.Lun.BlockSize)
+            && string.Equals(want.Target ?? targets.DefaultName, have.Target, StringComparison.OrdinalIgnoreCase)
+            && (want.Lun is null || want.Lun == entry.Number)
+            && want.WriteCache == have.WriteCache
+            && want.ReadOnly == have.ReadOnly;
+        if (!same)
+            return Change.Other;
+        return want.Size != 0 && want.Size != entry.SizeBytes ? Change.Size : Change.None;
+    }
+
+    private async Task RetryWaitingAsync()
+    {
+        List<LunDefinition> retry;
+        lock (entries) retry = waiting.Values.Select(w => w.Definition).ToList();
+        if (retry.Count == 0)
+            return;
+        await gate.WaitAsync();
+        try
+        {
+            foreach (var def in retry)
+            {
+                lock (entries)
+                    if (!waiting.ContainsKey(def.Name))
+                        continue;
+                await TryAsync([], def, async () => await CreateLockedAsync(def, CancellationToken.None), "");
+            }
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    /// <summary>Hot upgrade: reopen every LUN of <paramref name="from"/> with the same subtype of <paramref name="to"/>; all or none.</summary>
+    private async Task<string?> SwitchPluginAsync(LoadedPlugin from, LoadedPlugin to)
+    {
+        await gate.WaitAsync();
+        try
+        {
+            var moving = Entries.Where(e => e.Plugin == from).ToList();
+            var moved = new List<(LunEntry Entry, IHandler OldHandler)>();
+            foreach (var entry in moving)
+            {
+                var newHandler = to.Handlers.FirstOrDefault(h => h.Subtype == entry.Handler.Subtype);
+                string? error = newHandler is null ? $"the new version has no '{entry.Handler.Subtype}' handler for LUN {entry.Name}" : null;
+                if (error is null)
+                {
+                    var oldHandler = entry.Handler;
+                    try
+                    {
+                        await SwapAsync(entry, newHandler!, oldHandler);
+                        moved.Add((entry, oldHandler));
+                        entry.Handler = newHandler!;
+                        entry.Plugin = to;
+                        continue;
+                    }
+                    catch (Exception e)
+                    {
+                        error = $"LUN {entry.Name} did not open with the new version: {e.Message}";
+                    }
+                }
+                foreach (var (back, oldHandler) in moved)
+                {
+                    await SwapAsync(back, oldHandler, back.Handler);
+                    back.Handler = oldHandler;
+                    back.Plugin = from;
+                }
+                return error;
+            }
+            return null;
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private async Task SwapAsync(LunEntry entry, IHandler next, IHandler fallback)
+    {
+        var config = LunDefinition.SplitCfgstring(entry.Definition.Cfgstring)!.Value.Config;
+        var definition = entry.Definition with { Size = entry.SizeBytes, BlockSize = entry.Lun.BlockSize };
+        await entry.Lun.SwapDeviceAsync(
+            () => OpenAsync(next, definition, config, entry.StateDirectory, entry.Lun, CancellationToken.None),
+            () => OpenAsync(fallback, definition, config, entry.StateDirectory, entry.Lun, CancellationToken.None));
+    }
+
+    internal async Task<IBlockDevice> OpenNestedAsync(string parent, string parentState, string cfgstring, long size, int blockSize, CancellationToken ct)
+    {
+        if (LunDefinition.SplitCfgstring(cfgstring) is not var (subtype, config))
+            throw new HandlerConfigException($"nested cfgstring '{cfgstring}' has no '/'.");
+        if (!plugins.TryGetHandler(subtype, out var handler, out _))
+            throw new HandlerConfigException(NoHandlerMessage(subtype));
+        if (handler.CheckConfig(config) is { IsValid: false } bad)
+            throw new HandlerConfigException($"nested cfgstring '{cfgstring}': {bad.Reason}");
+        var state = Path.Combine(parentState, "nested", subtype);
+        Directory.CreateDirectory(state);
+        var definition = new LunDefinition(parent, cfgstring) { Size = size, BlockSize = blockSize };
+        return await handler.OpenAsync(new DeviceOpenContext
+        {
+            LunName = parent,
+            Config = config,
+            RequestedSize = size,
+            RequestedBlockSize = blockSize,
+            Logger = handlerLogs.CreateLogger($"handler.{subtype}.{parent}"),
+            StateDirectory = state,
+            Events = new DeviceEventsRelay(),
+            NestedDevices = new NestedOpener(this, parent, state),
+        }, ct);
+    }
+
+    private sealed class NestedOpener(LunRegistry registry, string parent, string state) : INestedDeviceOpener
+    {
+        public async ValueTask<IBlockDevice> OpenAsync(string cfgstring, long size, int blockSize, CancellationToken cancellationToken)
+            => await registry.OpenNestedAsync(parent, state, cfgstring, size, blockSize, cancellationToken);
+    }
+
+    private void TryDeleteDirectory(string path)
+    {
+        try
+        {
+            if (Directory.Exists(path))
+                Directory.Delete(path, recursive: true);
+        }
+        catch (IOException e)
+        {
+            log.Warning("Could not remove {Path}: {Reason}", path, e.Message);
+        }
+    }
+
+    /// <summary>Flushes and closes every LUN (daemon shutdown).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await gate.WaitAsync();
+        foreach (var entry in Entries)
+        {
+            entry.Target.Unmap(entry.Number);
+            await CloseAsync(entry);
+        }
+        lock (entries) entries.Clear();
+    }
+}

@@ -1,0 +1,3 @@
+using HandlerRuntime.Cli;
+
+return await CliApp.Build(CliApp.ServeAsync).Parse(args).InvokeAsync();

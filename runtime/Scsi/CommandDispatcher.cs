@@ -1,0 +1,117 @@
+using HandlerRuntime.Sdk;
+
+namespace HandlerRuntime.Scsi;
+
+/// <summary>
+/// The checks every command passes, in SAM order, before the handler's hook and the
+/// generic emulation see it: unit attention, known opcode, CDB fields, readiness,
+/// write protection, LBA range.
+/// </summary>
+internal static class CommandDispatcher
+{
+    public static string NameOf(ReadOnlySpan<byte> cdb)
+        => CommandTable.Find(cdb)?.Name ?? (cdb.IsEmpty ? "empty CDB" : $"opcode {cdb[0]:X2}h");
+
+    public static ValueTask DispatchAsync(ScsiLun lun, ScsiTask task)
+    {
+        var cdb = task.CdbSpan;
+        var info = CommandTable.Find(cdb);
+
+        if ((info is null || (info.Flags & CommandFlags.IgnoresUnitAttention) == 0)
+            && lun.UnitAttentions.TryTake(task.Nexus, out var ua))
+        {
+            lun.Fail(task, ua);
+            return default;
+        }
+
+        if (info is null)
+            return UnknownAsync(lun, task);
+
+        if (Validate(info, cdb) is { } invalid)
+        {
+            lun.Fail(task, invalid);
+            return default;
+        }
+
+        if ((info.Flags & CommandFlags.MediumAccess) != 0 && lun.NotReadySense is { } notReady)
+        {
+            lun.Fail(task, notReady);
+            return default;
+        }
+
+        if ((info.Flags & CommandFlags.Writes) != 0 && lun.WriteProtected)
+        {
+            lun.Fail(task, Sense.WriteProtected);
+            return default;
+        }
+
+        if (info.Range != RangeLayout.None && !CheckRange(lun, task, info, cdb))
+            return default;
+
+        if (lun.Hook is not null)
+            return HookThenEmulateAsync(lun, task, info);
+        return info.Execute(lun, task);
+    }
+
+    /// <summary>Checks the CDB's length and that no bit outside the usage data is set.</summary>
+    public static SenseData? Validate(CommandInfo info, ReadOnlySpan<byte> cdb)
+    {
+        var usage = info.Usage;
+        if (cdb.Length < usage.Length)
+            return Sense.InvalidFieldInCdb.WithFieldPointer(0);
+        for (var i = 1; i < usage.Length; i++)
+        {
+            var bad = cdb[i] & ~usage[i];
+            if (bad != 0)
+                return Sense.InvalidFieldInCdb.WithFieldPointer(i, 31 - System.Numerics.BitOperations.LeadingZeroCount((uint)bad));
+        }
+        return null;
+    }
+
+    private static bool CheckRange(ScsiLun lun, ScsiTask task, CommandInfo info, ReadOnlySpan<byte> cdb)
+    {
+        var (lba, blocks) = Cdb.Range(cdb, info.Range);
+        if (blocks == 0 && (info.Flags & CommandFlags.ZeroMeans256) != 0)
+            blocks = 256;
+        var count = (ulong)lun.BlockCount;
+        if (lba >= count || blocks > count - lba)
+        {
+            lun.Fail(task, Sense.LbaOutOfRange);
+            return false;
+        }
+        task.Lba = lba;
+        task.Blocks = blocks;
+        return true;
+    }
+
+    private static async ValueTask UnknownAsync(ScsiLun lun, ScsiTask task)
+    {
+        if (lun.Hook is not null && await OfferToHookAsync(lun, task))
+            return;
+        var op = task.CdbSpan.IsEmpty ? (byte)0 : task.CdbSpan[0];
+        // An opcode we know with an unknown service action is a bad field, not a bad opcode.
+        lun.Fail(task, CommandTable.OpcodeHasServiceActions(op) ? Sense.InvalidFieldInCdb.WithFieldPointer(1, 4) : Sense.InvalidOpcode);
+    }
+
+    private static async ValueTask HookThenEmulateAsync(ScsiLun lun, ScsiTask task, CommandInfo info)
+    {
+        if (!await OfferToHookAsync(lun, task))
+            await info.Execute(lun, task);
+    }
+
+    private static async ValueTask<bool> OfferToHookAsync(ScsiLun lun, ScsiTask task)
+    {
+        task.HandlerDataIn = task.ExpectedDataInLength > 0 ? task.AllocateDataIn(task.ExpectedDataInLength) : default;
+        task.DataInLength = 0;
+        var outcome = await lun.Hook!.HandleCommandAsync(task, task.AbortToken);
+        task.HandlerDataIn = default;
+        if (!outcome.Handled)
+            return false;
+        task.DataInLength = Math.Min(outcome.DataInLength, task.ExpectedDataInLength);
+        if (outcome.Status == ScsiStatus.CheckCondition)
+            lun.Fail(task, outcome.Sense);
+        else
+            task.Status = outcome.Status;
+        return true;
+    }
+}

@@ -1,0 +1,226 @@
+using System.Runtime.CompilerServices;
+using HandlerRuntime.Buffers;
+using HandlerRuntime.Sdk;
+
+namespace HandlerRuntime.Scsi.Commands;
+
+/// <summary>
+/// Commands that move data to or from the medium (SBC-3): READ, WRITE, VERIFY,
+/// SYNCHRONIZE CACHE, WRITE SAME and UNMAP, turned into block operations on the
+/// handler's device. LBA ranges were checked by the dispatcher (task.Lba, task.Blocks).
+/// </summary>
+internal static class MediumCommands
+{
+    public const uint MaxUnmapBlocks = 0x0080_0000;
+    public const uint MaxUnmapDescriptors = 1024;
+    private const int ChunkBytes = 1 << 20;
+
+    public static ulong MaxWriteSameBlocks(ScsiLun lun) => (ulong)(1L << 30) / (ulong)lun.BlockSize;
+
+    public static ValueTask Read(ScsiLun lun, ScsiTask task)
+    {
+        if (task.Blocks == 0)
+            return default;
+        if (task.Blocks > lun.MaxTransferBlocks)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(TransferLengthByte(task)));
+        var bs = lun.BlockSize;
+        var memory = task.AllocateDataIn((int)task.Blocks * bs);
+        return lun.Device.ReadAsync((long)task.Lba * bs, memory, task.AbortToken);
+    }
+
+    public static ValueTask Write(ScsiLun lun, ScsiTask task)
+    {
+        if (task.Blocks == 0)
+            return default;
+        if (task.Blocks > lun.MaxTransferBlocks)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(TransferLengthByte(task)));
+        var bs = lun.BlockSize;
+        var bytes = (int)task.Blocks * bs;
+        if (task.DataOutLength < bytes)
+            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        var fua = task.CdbSpan[0] != 0x0A && (task.CdbSpan[1] & 0x08) != 0;
+        return WriteDurably(lun, (long)task.Lba * bs, task.DataOutBuffer!.Memory[..bytes], fua, task.AbortToken);
+    }
+
+    /// <summary>
+    /// Writes with FUA when asked or when the write cache is off; a device without native
+    /// FUA gets a flush after the write, so GOOD always means what the initiator asked.
+    /// </summary>
+    public static ValueTask WriteDurably(ScsiLun lun, long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
+    {
+        var caps = lun.Capabilities;
+        var durable = fua || !lun.Mode.WriteCacheEnabled;
+        if (!durable || (caps & DeviceCapabilities.Flush) == 0)
+            return lun.Device.WriteAsync(offset, data, WriteFlags.None, ct);
+        if ((caps & DeviceCapabilities.Fua) != 0)
+            return lun.Device.WriteAsync(offset, data, WriteFlags.Fua, ct);
+        return WriteThenFlushAsync(lun.Device, offset, data, ct);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private static async ValueTask WriteThenFlushAsync(IBlockDevice device, long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        await device.WriteAsync(offset, data, WriteFlags.None, ct);
+        await device.FlushAsync(ct);
+    }
+
+    public static ValueTask SynchronizeCache(ScsiLun lun, ScsiTask task)
+        => (lun.Capabilities & DeviceCapabilities.Flush) != 0 ? lun.Device.FlushAsync(task.AbortToken) : default;
+
+    /// <summary>VERIFY: BYTCHK 00b checks the range only, 01b compares the data-out, 11b compares one block against each.</summary>
+    public static ValueTask Verify(ScsiLun lun, ScsiTask task)
+    {
+        var bytchk = (task.CdbSpan[1] >> 1) & 3;
+        if (bytchk == 2)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(1, 2));
+        if (task.Blocks == 0 || bytchk == 0)
+            return default;
+        var bs = lun.BlockSize;
+        var needed = bytchk == 1 ? (long)task.Blocks * bs : bs;
+        if (task.DataOutLength < needed)
+            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        return CompareAsync(lun, task, bytchk == 3);
+    }
+
+    private static async ValueTask CompareAsync(ScsiLun lun, ScsiTask task, bool oneBlockForAll)
+    {
+        var bs = lun.BlockSize;
+        var expected = task.DataOutBuffer!.Memory;
+        var total = (long)task.Blocks * bs;
+        var offset = (long)task.Lba * bs;
+        using var buffer = BufferPool.Shared.Rent((int)Math.Min(total, ChunkBytes));
+        for (long done = 0; done < total;)
+        {
+            var n = (int)Math.Min(total - done, buffer.Array.Length);
+            var chunk = buffer.Array.AsMemory(0, n);
+            await lun.Device.ReadAsync(offset + done, chunk, task.AbortToken);
+            var mismatch = oneBlockForAll ? FirstMismatchRepeated(chunk.Span, expected.Span[..bs]) : FirstMismatch(chunk.Span, expected.Span.Slice((int)done, n));
+            if (mismatch >= 0)
+                throw new ScsiException(Sense.Miscompare((ulong)(done + mismatch)));
+            done += n;
+        }
+    }
+
+    private static int FirstMismatch(ReadOnlySpan<byte> actual, ReadOnlySpan<byte> expected)
+    {
+        var common = actual.CommonPrefixLength(expected);
+        return common == actual.Length ? -1 : common;
+    }
+
+    private static int FirstMismatchRepeated(ReadOnlySpan<byte> actual, ReadOnlySpan<byte> block)
+    {
+        for (var at = 0; at < actual.Length; at += block.Length)
+        {
+            var m = FirstMismatch(actual.Slice(at, block.Length), block);
+            if (m >= 0)
+                return at + m;
+        }
+        return -1;
+    }
+
+    /// <summary>WRITE SAME(10/16): one block of data (or none with NDOB) repeated over the range, or the range unmapped.</summary>
+    public static ValueTask WriteSame(ScsiLun lun, ScsiTask task)
+    {
+        var cdb = task.CdbSpan;
+        var unmap = (cdb[1] & 0x08) != 0;
+        var ndob = cdb[0] == 0x93 && (cdb[1] & 0x01) != 0;
+        if (task.Blocks == 0)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(cdb[0] == 0x93 ? 10 : 7)); // WSNZ
+        if (task.Blocks > MaxWriteSameBlocks(lun))
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(cdb[0] == 0x93 ? 10 : 7));
+        if (unmap && (lun.Capabilities & DeviceCapabilities.Unmap) == 0)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(1, 3));
+        var bs = lun.BlockSize;
+        if (!ndob && task.DataOutLength < bs)
+            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        var pattern = ndob ? ReadOnlyMemory<byte>.Empty : task.DataOutBuffer!.Memory[..bs];
+        var zeroes = ndob || !pattern.Span.ContainsAnyExcept((byte)0);
+        var offset = (long)task.Lba * bs;
+        var length = (long)task.Blocks * bs;
+        var caps = lun.Capabilities;
+
+        if (zeroes && unmap && (caps & DeviceCapabilities.UnmapReadsZeroes) != 0)
+            return lun.Device.UnmapAsync(offset, length, task.AbortToken);
+        if (zeroes && (caps & DeviceCapabilities.WriteZeroes) != 0)
+        {
+            var flags = (unmap ? ZeroFlags.MayUnmap : ZeroFlags.None) | (lun.Mode.WriteCacheEnabled ? ZeroFlags.None : ZeroFlags.Fua);
+            return lun.Device.WriteZeroesAsync(offset, length, flags, task.AbortToken);
+        }
+        return WritePatternAsync(lun, offset, length, pattern, bs, task.AbortToken);
+    }
+
+    /// <summary>Writes <paramref name="pattern"/> (one block, or zeros when empty) over a range, a chunk at a time.</summary>
+    public static async ValueTask WritePatternAsync(ScsiLun lun, long offset, long length, ReadOnlyMemory<byte> pattern, int blockSize, CancellationToken ct)
+    {
+        using var buffer = BufferPool.Shared.Rent((int)Math.Min(length, ChunkBytes));
+        Fill(buffer.Span, pattern.Span, blockSize);
+        for (long done = 0; done < length;)
+        {
+            var n = (int)Math.Min(length - done, buffer.Length);
+            await WriteDurably(lun, offset + done, buffer.Memory[..n], fua: false, ct);
+            done += n;
+        }
+    }
+
+    private static void Fill(Span<byte> span, ReadOnlySpan<byte> pattern, int blockSize)
+    {
+        if (pattern.IsEmpty)
+            span.Clear();
+        else
+            for (var at = 0; at < span.Length; at += blockSize)
+                pattern.CopyTo(span[at..]);
+    }
+
+    /// <summary>UNMAP: every descriptor is checked before any range is deallocated.</summary>
+    public static ValueTask Unmap(ScsiLun lun, ScsiTask task)
+    {
+        if ((lun.Capabilities & DeviceCapabilities.Unmap) == 0)
+            throw new ScsiException(Sense.InvalidOpcode);
+        var length = Cdb.U16(task.CdbSpan, 7);
+        if (length == 0)
+            return default;
+        if (length < 8)
+            throw new ScsiException(Sense.ParameterListLengthError);
+        if (task.DataOutLength < length)
+            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        var p = task.DataOutBuffer!.Span[..length];
+        var descriptorBytes = Math.Min(Cdb.U16(p, 2), length - 8);
+        var count = descriptorBytes / 16;
+        if (count > MaxUnmapDescriptors)
+            throw new ScsiException(Sense.InvalidFieldInParameterList.WithFieldPointer(2, inCdb: false));
+        var blockCount = (ulong)lun.BlockCount;
+        for (var i = 0; i < count; i++)
+        {
+            var at = 8 + i * 16;
+            var lba = Cdb.U64(p, at);
+            var n = Cdb.U32(p, at + 8);
+            if (lba >= blockCount || n > blockCount - lba)
+                throw new ScsiException(Sense.LbaOutOfRange);
+            if (n > MaxUnmapBlocks)
+                throw new ScsiException(Sense.InvalidFieldInParameterList.WithFieldPointer(at + 8, inCdb: false));
+        }
+        return count == 0 ? default : UnmapDescriptorsAsync(lun, task, count);
+    }
+
+    private static async ValueTask UnmapDescriptorsAsync(ScsiLun lun, ScsiTask task, int count)
+    {
+        var bs = lun.BlockSize;
+        for (var i = 0; i < count; i++)
+        {
+            var p = task.DataOutBuffer!.Memory.Span;
+            var at = 8 + i * 16;
+            var lba = Cdb.U64(p, at);
+            var n = Cdb.U32(p, at + 8);
+            if (n > 0)
+                await lun.Device.UnmapAsync((long)lba * bs, (long)n * bs, task.AbortToken);
+        }
+    }
+
+    private static int TransferLengthByte(ScsiTask task) => task.CdbSpan[0] switch
+    {
+        0x08 or 0x0A => 4,
+        0xA8 or 0xAA => 6,
+        0x88 or 0x8A => 10,
+        _ => 7,
+    };
+}

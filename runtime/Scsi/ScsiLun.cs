@@ -1,0 +1,246 @@
+using System.Runtime.CompilerServices;
+using HandlerRuntime.Sdk;
+using Serilog;
+using Serilog.Events;
+
+namespace HandlerRuntime.Scsi;
+
+/// <summary>
+/// A logical unit in the SCSI core: a handler's device plus everything SCSI keeps per
+/// LU (mode parameters, unit attentions, the task set). Fabric-neutral: fabrics reach
+/// it through <see cref="ScsiTarget"/>.
+/// </summary>
+public sealed class ScsiLun : IDeviceEvents
+{
+    /// <summary>The runtime's own cap on one transfer, whatever the device allows.</summary>
+    public const int MaxTransferBytes = 8 << 20;
+
+    private readonly TaskSet taskSet;
+    private int readyState; // 0 ready, 1 transitioning (connection lost), 2 lock lost
+
+    public ScsiLun(LunIdentity identity, IBlockDevice device, bool readOnly, bool writeCache, ILogger log)
+    {
+        Identity = identity;
+        ReadOnly = readOnly;
+        Log = log.ForContext("Lun", identity.Name);
+        Mode = new ModeState(writeCache);
+        taskSet = new TaskSet(int.MaxValue);
+        AttachDevice(device);
+    }
+
+    public LunIdentity Identity { get; }
+
+    public string Name => Identity.Name;
+
+    internal ILogger Log { get; }
+
+    internal IBlockDevice Device { get; private set; } = null!;
+
+    internal IScsiCommandHandler? Hook { get; private set; }
+
+    internal DeviceGeometry Geometry { get; private set; } = null!;
+
+    internal DeviceCapabilities Capabilities { get; private set; }
+
+    internal ModeState Mode { get; }
+
+    internal UnitAttentions UnitAttentions { get; } = new();
+
+    public bool ReadOnly { get; }
+
+    public long BlockCount => Geometry.BlockCount;
+
+    public int BlockSize => Geometry.LogicalBlockSize;
+
+    public bool WriteCacheEnabled => Mode.WriteCacheEnabled;
+
+    internal bool WriteProtected => ReadOnly || Mode.SoftwareWriteProtect || readyState == 2 || (Capabilities & DeviceCapabilities.Write) == 0;
+
+    internal int MaxTransferBlocks
+    {
+        get
+        {
+            var cap = MaxTransferBytes / Geometry.LogicalBlockSize;
+            var dev = Geometry.MaxTransferBlocks;
+            return dev > 0 ? Math.Min(dev, cap) : cap;
+        }
+    }
+
+    /// <summary>
+    /// Runs one command. The task enters the task set synchronously (so a fabric that
+    /// calls this in command order gets SAM ordering), then runs asynchronously.
+    /// Never throws: every outcome is a status on the task.
+    /// </summary>
+    public ValueTask ExecuteAsync(ScsiTask task)
+    {
+        task.ClearResponse();
+        task.RunningOn = this;
+        if (taskSet.TryEnter(task))
+            return RunAsync(task);
+        return WaitThenRunAsync(task);
+    }
+
+    private async ValueTask WaitThenRunAsync(ScsiTask task)
+    {
+        await task.WaitAdmissionAsync();
+        await RunAsync(task);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask RunAsync(ScsiTask task)
+    {
+        try
+        {
+            if (!task.Aborted)
+                await CommandDispatcher.DispatchAsync(this, task);
+        }
+        catch (ScsiException e)
+        {
+            Fail(task, e);
+        }
+        catch (OperationCanceledException) when (task.Aborted)
+        {
+            task.Status = ScsiStatus.TaskAborted;
+        }
+        catch (Exception e)
+        {
+            Log.Error(e, "LUN {Lun}: {Command} failed in the handler; answering HARDWARE ERROR", Name, CommandDispatcher.NameOf(task.CdbSpan));
+            Fail(task, Sense.InternalTargetFailure);
+        }
+        finally
+        {
+            taskSet.Leave(task);
+        }
+        if (Log.IsEnabled(LogEventLevel.Verbose))
+            LogCommand(task);
+    }
+
+    private void LogCommand(ScsiTask task)
+    {
+        if (task.Status == ScsiStatus.CheckCondition)
+            Log.Verbose("{Nexus} LUN {Lun} CDB {Cdb} ({Command}) -> CHECK CONDITION {Sense}",
+                task.Nexus.InitiatorPort, Name, Convert.ToHexString(task.CdbSpan), CommandDispatcher.NameOf(task.CdbSpan), task.Sense.ToString());
+        else
+            Log.Verbose("{Nexus} LUN {Lun} CDB {Cdb} ({Command}) -> {Status} data-in {Bytes}",
+                task.Nexus.InitiatorPort, Name, Convert.ToHexString(task.CdbSpan), CommandDispatcher.NameOf(task.CdbSpan), task.Status, task.DataInLength);
+    }
+
+    internal void Fail(ScsiTask task, SenseData sense) => task.SetSense(sense, Mode.DescriptorSense);
+
+    internal void Fail(ScsiTask task, ScsiException e)
+    {
+        if (e.Status == ScsiStatus.CheckCondition)
+            Fail(task, e.Sense);
+        else
+            task.Status = e.Status;
+    }
+
+    internal SenseData? NotReadySense => readyState == 1 ? Sense.NotReadyTransitioning : null;
+
+    // ---- lifecycle: quiesce, swap device, resize ----
+
+    /// <summary>Holds new commands and waits for in-flight ones; pair with <see cref="Resume"/>.</summary>
+    public Task QuiesceAsync() => taskSet.PauseAsync();
+
+    public void Resume() => taskSet.Resume();
+
+    /// <summary>Attaches a (re)opened device; call while quiesced or before first use.</summary>
+    internal void AttachDevice(IBlockDevice device)
+    {
+        Device = device;
+        Hook = device as IScsiCommandHandler;
+        Geometry = device.Geometry;
+        Capabilities = device.Capabilities;
+        taskSet.MaxConcurrent = device.ThreadModel == ThreadModel.Parallel ? int.MaxValue : 1;
+    }
+
+    /// <summary>
+    /// Replaces the device (hot upgrade): new commands wait, in-flight ones finish, the old
+    /// device is flushed and closed, the new one opened. If that fails, <paramref name="reopenOld"/>
+    /// brings the previous one back before the error is rethrown.
+    /// </summary>
+    internal async Task SwapDeviceAsync(Func<Task<IBlockDevice>> openNew, Func<Task<IBlockDevice>> reopenOld)
+    {
+        await QuiesceAsync();
+        try
+        {
+            var oldSize = Geometry.SizeBytes;
+            if ((Capabilities & DeviceCapabilities.Flush) != 0)
+                await Device.FlushAsync(CancellationToken.None);
+            await Device.DisposeAsync();
+            try
+            {
+                AttachDevice(await openNew());
+            }
+            catch
+            {
+                AttachDevice(await reopenOld());
+                throw;
+            }
+            if (Geometry.SizeBytes != oldSize)
+                UnitAttentions.EstablishForAll(Sense.CapacityDataChanged);
+        }
+        finally
+        {
+            Resume();
+        }
+    }
+
+    /// <summary>Resizes through the handler, with the LUN quiesced, and tells every initiator.</summary>
+    public async Task ResizeAsync(long newSizeBytes, CancellationToken ct)
+    {
+        if ((Capabilities & DeviceCapabilities.Resize) == 0)
+            throw new InvalidOperationException($"LUN {Name}: its handler cannot resize.");
+        await QuiesceAsync();
+        try
+        {
+            await Device.ResizeAsync(newSizeBytes, ct);
+            Geometry = Device.Geometry;
+        }
+        finally
+        {
+            Resume();
+        }
+        UnitAttentions.EstablishForAll(Sense.CapacityDataChanged);
+    }
+
+    /// <summary>Aborts tasks in this LUN's task set that match.</summary>
+    public int AbortTasks(Func<ScsiTask, bool> match) => taskSet.Abort(match);
+
+    /// <summary>Finds a task in this LUN's task set.</summary>
+    public ScsiTask? FindTask(Func<ScsiTask, bool> match) => taskSet.Find(match);
+
+    /// <summary>LOGICAL UNIT RESET: abort every task and tell every nexus (29h/03h, BUS DEVICE RESET FUNCTION OCCURRED).</summary>
+    public void Reset()
+    {
+        taskSet.Abort(static _ => true);
+        UnitAttentions.EstablishForAll(new SenseData(SenseKey.UnitAttention, 0x29, 0x03));
+    }
+
+    // ---- IDeviceEvents, reported by the handler ----
+
+    void IDeviceEvents.ConnectionLost(string reason)
+    {
+        Log.Warning("LUN {Lun}: backing store unreachable ({Reason}); answering NOT READY until it returns", Name, reason);
+        readyState = 1;
+    }
+
+    void IDeviceEvents.ConnectionRestored()
+    {
+        Log.Information("LUN {Lun}: backing store reachable again", Name);
+        readyState = 0;
+    }
+
+    void IDeviceEvents.LockLost(string reason)
+    {
+        Log.Warning("LUN {Lun}: lost its lock ({Reason}); writes are refused", Name, reason);
+        readyState = 2;
+    }
+
+    void IDeviceEvents.Resized(long newSizeBytes)
+    {
+        Geometry = Device.Geometry;
+        Log.Information("LUN {Lun}: the handler reports a new size of {Size} bytes", Name, newSizeBytes);
+        UnitAttentions.EstablishForAll(Sense.CapacityDataChanged);
+    }
+}

@@ -1,0 +1,25 @@
+namespace HandlerRuntime.Sdk;
+
+/// <summary>What a device can do, declared once after open (nbdkit's can_* callbacks).</summary>
+[Flags]
+public enum DeviceCapabilities
+{
+    /// <summary>Read-only.</summary>
+    None = 0,
+    /// <summary><see cref="IBlockDevice.WriteAsync"/> is available.</summary>
+    Write = 1 << 0,
+    /// <summary><see cref="IBlockDevice.FlushAsync"/> is available (the device has a volatile cache).</summary>
+    Flush = 1 << 1,
+    /// <summary>The device honours <see cref="WriteFlags.Fua"/> natively; otherwise the runtime follows a FUA write with a flush.</summary>
+    Fua = 1 << 2,
+    /// <summary><see cref="IBlockDevice.UnmapAsync"/> is available (thin provisioning).</summary>
+    Unmap = 1 << 3,
+    /// <summary>Unmapped ranges read back as zeros (LBPRZ).</summary>
+    UnmapReadsZeroes = 1 << 4,
+    /// <summary><see cref="IBlockDevice.WriteZeroesAsync"/> is available.</summary>
+    WriteZeroes = 1 << 5,
+    /// <summary><see cref="IBlockDevice.ResizeAsync"/> is available.</summary>
+    Resize = 1 << 6,
+    /// <summary>The medium rotates (VPD B1 reports it; otherwise non-rotating).</summary>
+    Rotational = 1 << 7,
+}

@@ -1,0 +1,60 @@
+namespace HandlerRuntime.Sdk;
+
+/// <summary>Named sense data for the situations handlers and the runtime report.</summary>
+public static class Sense
+{
+    /// <summary>ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE (20h/00h).</summary>
+    public static SenseData InvalidOpcode => new(SenseKey.IllegalRequest, 0x20, 0x00);
+    /// <summary>ILLEGAL REQUEST, LOGICAL BLOCK ADDRESS OUT OF RANGE (21h/00h).</summary>
+    public static SenseData LbaOutOfRange => new(SenseKey.IllegalRequest, 0x21, 0x00);
+    /// <summary>ILLEGAL REQUEST, INVALID FIELD IN CDB (24h/00h).</summary>
+    public static SenseData InvalidFieldInCdb => new(SenseKey.IllegalRequest, 0x24, 0x00);
+    /// <summary>ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED (25h/00h).</summary>
+    public static SenseData LunNotSupported => new(SenseKey.IllegalRequest, 0x25, 0x00);
+    /// <summary>ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (26h/00h).</summary>
+    public static SenseData InvalidFieldInParameterList => new(SenseKey.IllegalRequest, 0x26, 0x00);
+    /// <summary>ILLEGAL REQUEST, PARAMETER LIST LENGTH ERROR (1Ah/00h).</summary>
+    public static SenseData ParameterListLengthError => new(SenseKey.IllegalRequest, 0x1A, 0x00);
+    /// <summary>ILLEGAL REQUEST, SAVING PARAMETERS NOT SUPPORTED (39h/00h).</summary>
+    public static SenseData SavingParametersNotSupported => new(SenseKey.IllegalRequest, 0x39, 0x00);
+    /// <summary>ILLEGAL REQUEST, INVALID FIELD IN INFORMATION UNIT (0Eh/03h): the transport carried less data than the CDB asks for.</summary>
+    public static SenseData InvalidFieldInInformationUnit => new(SenseKey.IllegalRequest, 0x0E, 0x03);
+    /// <summary>DATA PROTECT, WRITE PROTECTED (27h/00h).</summary>
+    public static SenseData WriteProtected => new(SenseKey.DataProtect, 0x27, 0x00);
+    /// <summary>MISCOMPARE, MISCOMPARE DURING VERIFY OPERATION (1Dh/00h) at byte <paramref name="offset"/> of the compared data.</summary>
+    public static SenseData Miscompare(ulong offset) => new SenseData(SenseKey.Miscompare, 0x1D, 0x00).WithInformation(offset);
+    /// <summary>MEDIUM ERROR, UNRECOVERED READ ERROR (11h/00h).</summary>
+    public static SenseData UnrecoveredReadError => new(SenseKey.MediumError, 0x11, 0x00);
+    /// <summary>MEDIUM ERROR, WRITE ERROR (0Ch/00h).</summary>
+    public static SenseData WriteError => new(SenseKey.MediumError, 0x0C, 0x00);
+    /// <summary>HARDWARE ERROR, INTERNAL TARGET FAILURE (44h/00h).</summary>
+    public static SenseData InternalTargetFailure => new(SenseKey.HardwareError, 0x44, 0x00);
+    /// <summary>NOT READY, ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah): retry later.</summary>
+    public static SenseData NotReadyTransitioning => new(SenseKey.NotReady, 0x04, 0x0A);
+    /// <summary>NOT READY, FORMAT IN PROGRESS (04h/04h).</summary>
+    public static SenseData NotReadyFormatInProgress => new(SenseKey.NotReady, 0x04, 0x04);
+    /// <summary>NOT READY, CAUSE NOT REPORTABLE (04h/00h).</summary>
+    public static SenseData NotReady => new(SenseKey.NotReady, 0x04, 0x00);
+    /// <summary>NOT READY, INITIALIZING COMMAND REQUIRED (04h/02h): the unit is stopped.</summary>
+    public static SenseData NotReadyInitializingCommandRequired => new(SenseKey.NotReady, 0x04, 0x02);
+    /// <summary>UNIT ATTENTION, POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h).</summary>
+    public static SenseData PowerOnReset => new(SenseKey.UnitAttention, 0x29, 0x00);
+    /// <summary>UNIT ATTENTION, MODE PARAMETERS CHANGED (2Ah/01h).</summary>
+    public static SenseData ModeParametersChanged => new(SenseKey.UnitAttention, 0x2A, 0x01);
+    /// <summary>UNIT ATTENTION, RESERVATIONS PREEMPTED (2Ah/03h).</summary>
+    public static SenseData ReservationsPreempted => new(SenseKey.UnitAttention, 0x2A, 0x03);
+    /// <summary>UNIT ATTENTION, RESERVATIONS RELEASED (2Ah/04h).</summary>
+    public static SenseData ReservationsReleased => new(SenseKey.UnitAttention, 0x2A, 0x04);
+    /// <summary>UNIT ATTENTION, REGISTRATIONS PREEMPTED (2Ah/05h).</summary>
+    public static SenseData RegistrationsPreempted => new(SenseKey.UnitAttention, 0x2A, 0x05);
+    /// <summary>UNIT ATTENTION, CAPACITY DATA HAS CHANGED (2Ah/09h).</summary>
+    public static SenseData CapacityDataChanged => new(SenseKey.UnitAttention, 0x2A, 0x09);
+    /// <summary>UNIT ATTENTION, COMMANDS CLEARED BY ANOTHER INITIATOR (2Fh/00h).</summary>
+    public static SenseData CommandsClearedByAnotherInitiator => new(SenseKey.UnitAttention, 0x2F, 0x00);
+    /// <summary>UNIT ATTENTION, REPORTED LUNS DATA HAS CHANGED (3Fh/0Eh).</summary>
+    public static SenseData ReportedLunsDataChanged => new(SenseKey.UnitAttention, 0x3F, 0x0E);
+    /// <summary>UNIT ATTENTION, ASYMMETRIC ACCESS STATE CHANGED (2Ah/06h).</summary>
+    public static SenseData AsymmetricAccessStateChanged => new(SenseKey.UnitAttention, 0x2A, 0x06);
+    /// <summary>ABORTED COMMAND, no additional sense (00h/00h): retry.</summary>
+    public static SenseData AbortedCommand => new(SenseKey.AbortedCommand, 0x00, 0x00);
+}

@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace HandlerRuntime.TestSupport;
+
+/// <summary>
+/// A real `hrt serve` process for a test: its own config file, control socket, state and
+/// log directories and iSCSI portal port, all in a temporary directory. The CLI is run as
+/// a separate process against it, exactly as a user would.
+/// </summary>
+public sealed class HrtDaemon : IAsyncDisposable
+{
+    public const string DefaultTarget = "iqn.2026-11.org.handler-runtime:default";
+
+    private readonly TempDir dir;
+    private readonly Process process;
+    private readonly StringBuilder output = new();
+
+    private HrtDaemon(TempDir dir, Process process, int port, string configPath, string? handlerPath)
+    {
+        this.dir = dir;
+        this.process = process;
+        Port = port;
+        ConfigPath = configPath;
+        HandlerPath = handlerPath ?? RepoPaths.Handlers;
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public int Port { get; }
+    public string ConfigPath { get; }
+    public string HandlerPath { get; }
+    public string Directory => dir.Path;
+    public string ControlSocket => dir.File("hrt.sock");
+    public string StateDirectory => dir.File("state");
+    public string LogDirectory => dir.File("log");
+    public string LogFile => Path.Combine(LogDirectory, "hrt.log");
+    public int ProcessId => process.Id;
+    public bool HasExited => process.HasExited;
+
+    /// <summary>Everything the daemon printed to stdout and stderr so far.</summary>
+    public string Output { get { lock (output) return output.ToString(); } }
+
+    /// <summary>The iSCSI URL of a LUN number on a target.</summary>
+    public string Url(int lun = 0, string target = DefaultTarget) => $"iscsi://127.0.0.1:{Port}/{target}/{lun}";
+
+    public string File(string name) => dir.File(name);
+
+    /// <summary>
+    /// Starts a daemon. <paramref name="configure"/> edits the config JSON (created with
+    /// no LUNs, the default target, a free portal port and log level info).
+    /// </summary>
+    public static async Task<HrtDaemon> StartAsync(Action<JsonObject>? configure = null, string? handlerPath = null, IEnumerable<string>? extraArgs = null, TimeSpan? timeout = null)
+    {
+        var dir = new TempDir("hrt-daemon");
+        var port = FreePort.Next();
+        var config = new JsonObject
+        {
+            ["logLevel"] = "info",
+            ["iscsi"] = new JsonObject { ["portals"] = new JsonArray($"127.0.0.1:{port}") },
+            ["targets"] = new JsonArray(new JsonObject { ["name"] = DefaultTarget, ["initiators"] = new JsonArray() }),
+            ["luns"] = new JsonArray(),
+        };
+        configure?.Invoke(config);
+        var configPath = dir.File("hrt.json");
+        await System.IO.File.WriteAllTextAsync(configPath, config.ToJsonString(new() { WriteIndented = true }));
+
+        var psi = new ProcessStartInfo(RepoPaths.Hrt)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { "serve", "--config", configPath, "--control", dir.File("hrt.sock"), "--state-dir", dir.File("state"), "--log-dir", dir.File("log") })
+            psi.ArgumentList.Add(a);
+        if (handlerPath is not null)
+        {
+            psi.ArgumentList.Add("--handler-path");
+            psi.ArgumentList.Add(handlerPath);
+        }
+        foreach (var a in extraArgs ?? [])
+            psi.ArgumentList.Add(a);
+        psi.Environment.Remove("HRT_CONTROL");
+        psi.Environment.Remove("HRT_LOGDIR");
+        psi.Environment.Remove("HRT_CONFIG");
+        var process = Process.Start(psi)!;
+        var daemon = new HrtDaemon(dir, process, port, configPath, handlerPath);
+        await daemon.WaitReadyAsync(timeout ?? TimeSpan.FromSeconds(60));
+        return daemon;
+    }
+
+    private async Task WaitReadyAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (process.HasExited)
+                throw new InvalidOperationException($"hrt serve exited with {process.ExitCode}:\n{Output}");
+            if (System.IO.File.Exists(ControlSocket) && (await CliAsync("status", "--json")).ExitCode == 0)
+                return;
+            await Task.Delay(100);
+        }
+        throw new TimeoutException($"hrt serve did not become ready in {timeout}:\n{Output}");
+    }
+
+    /// <summary>Runs `hrt &lt;args&gt; --control &lt;this daemon's socket&gt;`.</summary>
+    public Task<ProcessResult> CliAsync(params string[] args)
+        => ProcessRunner.RunAsync(RepoPaths.Hrt, args.Concat(["--control", ControlSocket]), TimeSpan.FromMinutes(2));
+
+    /// <summary>Runs the CLI and fails with its output unless it exits 0.</summary>
+    public async Task<string> CliOkAsync(params string[] args)
+    {
+        var r = await CliAsync(args);
+        if (r.ExitCode != 0)
+            throw new Xunit.Sdk.XunitException($"hrt {string.Join(' ', args)} failed: {r}");
+        return r.StdOut;
+    }
+
+    /// <summary>Waits until <paramref name="condition"/> holds on the daemon's output, or fails with the output.</summary>
+    public async Task WaitForOutputAsync(Func<string, bool> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (condition(Output))
+                return;
+            await Task.Delay(100);
+        }
+        throw new Xunit.Sdk.XunitException($"Timed out after {timeout} waiting for {what}. Daemon output:\n{Output}");
+    }
+
+    /// <summary>SIGTERM and wait: a clean shutdown.</summary>
+    public async Task StopAsync()
+    {
+        if (process.HasExited)
+            return;
+        Signal(15);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(true);
+        }
+    }
+
+    /// <summary>SIGKILL: a crash.</summary>
+    public void Kill()
+    {
+        if (!process.HasExited)
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+        }
+    }
+
+    public void Signal(int signal) => _ = Process.Start("kill", [$"-{signal}", process.Id.ToString()])!;
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        process.Dispose();
+        dir.Dispose();
+    }
+}
