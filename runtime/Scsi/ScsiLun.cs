@@ -91,7 +91,9 @@ public sealed class ScsiLun : IDeviceEvents
     {
         try
         {
-            if (!task.Aborted)
+            if (task.Aborted)
+                task.Status = ScsiStatus.TaskAborted; // aborted while waiting for admission: never ran
+            else
                 await CommandDispatcher.DispatchAsync(this, task);
         }
         catch (ScsiException e)

@@ -29,7 +29,8 @@ internal sealed class TaskSet(int maxConcurrent)
         {
             Append(task);
             task.Exclusive = task.Attribute == TaskAttribute.Ordered;
-            if (waiting == 0 && CanStart(task))
+            // FIFO among waiters, except HEAD OF QUEUE, which overtakes everything waiting.
+            if ((waiting == 0 || task.Attribute == TaskAttribute.HeadOfQueue) && CanStart(task))
             {
                 Start(task);
                 return true;
