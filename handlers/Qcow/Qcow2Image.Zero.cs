@@ -62,7 +62,9 @@ internal sealed partial class Qcow2Image
             return; // no L2 table and nothing behind: already reads as zeros
         var (entry, bitmap) = await LookupAsync(g);
         var host = (entry & CompressedFlag) != 0 ? 0 : CheckedHost(entry, $"the L2 entry of guest cluster {g}");
-        var keep = mode == ZeroMode.ZeroKeep && host != 0 && await refcounts!.GetAsync(host >> clusterBits) == 1;
+        // Keeping the allocation needs a way to say "reads as zeros" with an offset: v3 only.
+        var keep = mode == ZeroMode.ZeroKeep && (extended || header.Version >= 3) && host != 0
+            && await refcounts!.GetAsync(host >> clusterBits) == 1;
         ulong newEntry, newBitmap = 0;
         if (extended)
         {
