@@ -5,9 +5,12 @@ using HandlerRuntime.Sdk;
 namespace HandlerRuntime.Handlers.Qcow;
 
 /// <summary>
-/// A legacy qcow (version 1) image, read-only: 48-byte header, L1 and L2 tables of host
-/// offsets, compressed clusters flagged by bit 63, no refcounts. Used as a served image
-/// (read-only) or as a backing file.
+/// A legacy qcow (version 1) image: 48-byte header, L1 and L2 tables of host offsets,
+/// compressed clusters flagged by bit 63, no refcounts. Writable when served: new clusters
+/// and L2 tables are appended at the (cluster-aligned) end of the file, written and synced
+/// before the L2 or L1 entry that points at them, so a crash leaves only unreferenced
+/// space. A write into a compressed cluster rewrites it uncompressed. One lock serializes
+/// every operation: v1 is a format for old images, not for speed.
 /// </summary>
 internal sealed class Qcow1Image : IImage
 {
@@ -22,8 +25,13 @@ internal sealed class Qcow1Image : IImage
     private readonly Dictionary<long, ulong[]> l2Cache = [];
     private readonly Queue<long> l2Order = new();
 
-    private Qcow1Image(ImageStorage file, IImage? backing, long size, int clusterBits, int l2Bits, ulong[] l1)
+    private readonly long l1Offset;
+    private long fileEnd; // where the next cluster or L2 table goes (cluster aligned)
+
+    private Qcow1Image(ImageStorage file, IImage? backing, long size, int clusterBits, int l2Bits, ulong[] l1, long l1Offset)
     {
+        this.l1Offset = l1Offset;
+        fileEnd = (file.Length + (1L << clusterBits) - 1) >> clusterBits << clusterBits;
         this.file = file;
         this.backing = backing;
         VirtualSize = size;
@@ -39,6 +47,8 @@ internal sealed class Qcow1Image : IImage
     public IImage? Backing => backing;
 
     public int ClusterSize => 1 << clusterBits;
+
+    public bool Writable => file.Writable;
 
     /// <summary>The backing file name and the image, once the header is read.</summary>
     public static async ValueTask<Qcow1Image> OpenAsync(ImageStorage file, Func<string?, ValueTask<IImage?>> openBacking)
@@ -74,10 +84,23 @@ internal sealed class Qcow1Image : IImage
             backingName = Encoding.UTF8.GetString(name);
         }
         var backing = await openBacking(backingName);
-        return new Qcow1Image(file, backing, size, clusterBits, l2Bits, l1);
+        return new Qcow1Image(file, backing, size, clusterBits, l2Bits, l1, l1Offset);
     }
 
     public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        await gate.WaitAsync(cancellationToken);
+        try
+        {
+            await ReadLockedAsync(offset, destination, cancellationToken);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private async ValueTask ReadLockedAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
         var clusterSize = 1 << clusterBits;
         var inside = (int)Math.Clamp(VirtualSize - offset, 0, destination.Length);
@@ -118,23 +141,43 @@ internal sealed class Qcow1Image : IImage
         var l1Index = g >> l2Bits;
         if (l1Index >= l1.Length || l1[l1Index] == 0)
             return 0;
-        var l2Offset = (long)l1[l1Index];
+        var table = await L2Async((long)l1[l1Index], cancellationToken);
+        return table[g & ((1L << l2Bits) - 1)];
+    }
+
+    private async ValueTask<ulong[]> L2Async(long l2Offset, CancellationToken cancellationToken)
+    {
+        if (!l2Cache.TryGetValue(l2Offset, out var table))
+        {
+            var bytes = new byte[8 << l2Bits];
+            await file.ReadAsync(l2Offset, bytes, cancellationToken);
+            table = new ulong[1 << l2Bits];
+            for (var i = 0; i < table.Length; i++)
+                table[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+            if (l2Order.Count >= 64)
+                l2Cache.Remove(l2Order.Dequeue());
+            l2Cache[l2Offset] = table;
+            l2Order.Enqueue(l2Offset);
+        }
+        return table;
+    }
+
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool fua, CancellationToken cancellationToken)
+    {
+        var clusterSize = 1 << clusterBits;
         await gate.WaitAsync(cancellationToken);
         try
         {
-            if (!l2Cache.TryGetValue(l2Offset, out var table))
+            for (var done = 0; done < source.Length;)
             {
-                var bytes = new byte[8 << l2Bits];
-                await file.ReadAsync(l2Offset, bytes, cancellationToken);
-                table = new ulong[1 << l2Bits];
-                for (var i = 0; i < table.Length; i++)
-                    table[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
-                if (l2Order.Count >= 64)
-                    l2Cache.Remove(l2Order.Dequeue());
-                l2Cache[l2Offset] = table;
-                l2Order.Enqueue(l2Offset);
+                var at = offset + done;
+                var inCluster = (int)(at & (clusterSize - 1));
+                var n = Math.Min(source.Length - done, clusterSize - inCluster);
+                await WriteClusterLockedAsync(at, source.Slice(done, n), cancellationToken);
+                done += n;
             }
-            return table[g & ((1L << l2Bits) - 1)];
+            if (fua)
+                file.Sync();
         }
         finally
         {
@@ -142,8 +185,68 @@ internal sealed class Qcow1Image : IImage
         }
     }
 
+    public ValueTask FlushAsync()
+    {
+        file.Sync();
+        return default;
+    }
+
+    private async ValueTask WriteClusterLockedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        var clusterSize = 1 << clusterBits;
+        var g = offset >> clusterBits;
+        var inCluster = (int)(offset & (clusterSize - 1));
+        var entry = await LookupAsync(g, cancellationToken);
+        if (entry != 0 && (entry & CompressedFlag) == 0)
+        {
+            await file.WriteAsync((long)entry + inCluster, data, cancellationToken);
+            return;
+        }
+        // Unallocated or compressed: a new cluster with what the guest sees now and the new data, durable before it is linked.
+        var content = new byte[clusterSize];
+        await ReadLockedAsync(g << clusterBits, content, cancellationToken);
+        data.Span.CopyTo(content.AsSpan(inCluster));
+        var l2Offset = await WritableL2Async(g >> l2Bits, cancellationToken);
+        var host = Append(clusterSize);
+        await file.WriteAsync(host, content, cancellationToken);
+        file.Sync();
+        var table = await L2Async(l2Offset, cancellationToken);
+        var index = (int)(g & ((1L << l2Bits) - 1));
+        table[index] = (ulong)host;
+        await WriteEntryAsync(l2Offset + index * 8L, (ulong)host, cancellationToken);
+    }
+
+    /// <summary>The L2 table of an L1 index, appended (zeroed and synced, then linked) when missing.</summary>
+    private async ValueTask<long> WritableL2Async(long l1Index, CancellationToken cancellationToken)
+    {
+        if (l1[l1Index] != 0)
+            return (long)l1[l1Index];
+        var l2Offset = Append(8 << l2Bits);
+        await file.WriteAsync(l2Offset, new byte[8 << l2Bits], cancellationToken);
+        file.Sync();
+        l1[l1Index] = (ulong)l2Offset;
+        await WriteEntryAsync(l1Offset + l1Index * 8, (ulong)l2Offset, cancellationToken);
+        return l2Offset;
+    }
+
+    private long Append(int length)
+    {
+        var at = fileEnd;
+        fileEnd += (length + (1L << clusterBits) - 1) >> clusterBits << clusterBits;
+        return at;
+    }
+
+    private async ValueTask WriteEntryAsync(long at, ulong value, CancellationToken cancellationToken)
+    {
+        var b = new byte[8];
+        BinaryPrimitives.WriteUInt64BigEndian(b, value);
+        await file.WriteAsync(at, b, cancellationToken);
+    }
+
     public async ValueTask DisposeAsync()
     {
+        if (file.Writable)
+            file.Sync();
         file.Dispose();
         if (backing is not null)
             await backing.DisposeAsync();

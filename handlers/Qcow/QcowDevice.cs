@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 namespace HandlerRuntime.Handlers.Qcow;
 
 /// <summary>
-/// The SCSI-facing device over an opened image. Parallel: the image does its own locking
+/// The SCSI-facing device over an opened image (qcow2, or qcow v1 with writes only). Parallel: the image does its own locking
 /// (a metadata lock plus guest-cluster range locks), so reads and in-place writes of
 /// different commands overlap; allocating writes and metadata changes are serialized.
 /// </summary>
@@ -12,6 +12,7 @@ internal sealed class QcowDevice : IBlockDevice, IProvisioningStatus
 {
     private readonly IImage image;
     private readonly Qcow2Image? qcow2;
+    private readonly Qcow1Image? qcow1;
     private readonly ILogger log;
 
     public QcowDevice(IImage image, int blockSize, ILogger log)
@@ -19,6 +20,7 @@ internal sealed class QcowDevice : IBlockDevice, IProvisioningStatus
         this.image = image;
         this.log = log;
         qcow2 = image as Qcow2Image;
+        qcow1 = image as Qcow1Image;
         var clusterSize = qcow2?.ClusterSize ?? (image as Qcow1Image)?.ClusterSize ?? blockSize;
         Geometry = DeviceGeometry.FromSize(image.VirtualSize, blockSize) with
         {
@@ -32,6 +34,8 @@ internal sealed class QcowDevice : IBlockDevice, IProvisioningStatus
             if (qcow2.UnmapReadsZeroes)
                 caps |= DeviceCapabilities.UnmapReadsZeroes;
         }
+        else if (qcow1 is { Writable: true })
+            caps = DeviceCapabilities.Write | DeviceCapabilities.Flush | DeviceCapabilities.Fua; // v1 has no zero clusters: the runtime writes zeros
         Capabilities = caps;
     }
 
@@ -57,10 +61,12 @@ internal sealed class QcowDevice : IBlockDevice, IProvisioningStatus
     }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
-        => Guard(qcow2!.WriteAsync(offset, source, (flags & WriteFlags.Fua) != 0, cancellationToken), "write", offset);
+        => Guard(qcow2 is not null
+            ? qcow2.WriteAsync(offset, source, (flags & WriteFlags.Fua) != 0, cancellationToken)
+            : qcow1!.WriteAsync(offset, source, (flags & WriteFlags.Fua) != 0, cancellationToken), "write", offset);
 
     public ValueTask FlushAsync(CancellationToken cancellationToken)
-        => Guard(qcow2!.FlushAsync(cancellationToken), "flush", 0);
+        => Guard(qcow2 is not null ? qcow2.FlushAsync(cancellationToken) : qcow1!.FlushAsync(), "flush", 0);
 
     public ValueTask UnmapAsync(long offset, long length, CancellationToken cancellationToken)
         => Guard(qcow2!.ZeroAsync(offset, length, Qcow2Image.ZeroMode.Unmap, fua: false, cancellationToken), "unmap", offset);

@@ -1,19 +1,18 @@
 using HandlerRuntime.Sdk;
-using Microsoft.Extensions.Logging;
 
 namespace HandlerRuntime.Handlers.Qcow;
 
 /// <summary>
-/// <c>qcow//&lt;path&gt;[?cache=&lt;size&gt;]</c>: a QEMU qcow2 (v2 or v3) image served read-write,
-/// or a legacy qcow v1 image served read-only. The LUN's size is the image's virtual size.
+/// <c>qcow//&lt;path&gt;[?cache=&lt;size&gt;]</c>: a QEMU qcow2 (v2 or v3) or legacy qcow v1 image
+/// served as a disk. The LUN's size is the image's virtual size.
 /// </summary>
 public sealed class QcowHandler : IHandler
 {
     public string Subtype => "qcow";
 
     public string ConfigHelp =>
-        "qcow//<absolute path>[?cache=<size>]  A QEMU qcow2 image (version 2 or 3) served read-write, or a qcow " +
-        "version 1 image served read-only; backing chains of qcow2, qcow and raw files are followed. The LUN's size " +
+        "qcow//<absolute path>[?cache=<size>]  A QEMU qcow2 image (version 2 or 3) or legacy qcow (version 1) image; " +
+        "backing chains of qcow2, qcow and raw files are followed (read-only). The LUN's size " +
         "is the image's virtual size (resize with qemu-img resize). cache= sets the L2 and refcount metadata cache, " +
         $"64K to 1G (default {QcowConfig.DefaultCacheBytes >> 20}M), e.g. qcow//var/lib/hrt/vm.qcow2?cache=16M.";
 
@@ -49,8 +48,6 @@ public sealed class QcowHandler : IHandler
             if (size < blockSize || size % blockSize != 0)
                 throw new HandlerConfigException($"{path} has a virtual size of {size} bytes, which is not a whole number of {blockSize}-byte blocks; " +
                     "choose a block size that divides it or resize the image with qemu-img resize.");
-            if (image is Qcow1Image && !context.ReadOnly)
-                context.Logger.LogWarning("{Path} is a qcow version 1 image: served read-only (convert it with qemu-img convert -O qcow2 to write to it)", path);
             return new QcowDevice(image, blockSize, context.Logger);
         }
         catch

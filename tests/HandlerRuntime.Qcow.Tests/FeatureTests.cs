@@ -252,14 +252,28 @@ public sealed class FeatureTests
     }
 
     [Fact]
-    public async Task Qcow_v1_images_are_served_read_only()
+    public async Task Qcow_v1_images_are_served_read_only_when_the_lun_is()
     {
         using var dir = new TempDir("qcow-feature");
         var path = dir.File("image.qcow");
         await Qemu.ImgOkAsync("create", "-q", "-f", "qcow", path, "4M");
+        await using (var readOnly = await Handler.OpenAsync(path, readOnly: true))
+            Assert.Equal(DeviceCapabilities.None, readOnly.Capabilities);
         await using var device = await Handler.OpenAsync(path);
-        Assert.Equal(DeviceCapabilities.None, device.Capabilities);
+        Assert.Equal(DeviceCapabilities.Write | DeviceCapabilities.Flush | DeviceCapabilities.Fua, device.Capabilities);
         Assert.Equal(4L << 20, device.Geometry.SizeBytes);
+    }
+
+    [Fact]
+    public async Task Get_lba_status_tells_data_from_zeros()
+    {
+        using var dir = new TempDir("qcow-feature");
+        var path = await CreateAsync(dir, "compat=1.1,cluster_size=64k");
+        await Qemu.IoAsync(path, "qcow2", "write -P 0x12 0 128k", "write -z 128k 64k");
+        await using var device = await Handler.OpenAsync(path, readOnly: true);
+        var status = (IProvisioningStatus)device;
+        Assert.Equal((true, 128L << 10), await status.GetExtentAsync(0, 1 << 20, CancellationToken.None));
+        Assert.Equal((false, 512L << 10), await status.GetExtentAsync(128 << 10, 512 << 10, CancellationToken.None));
     }
 
     [Theory]

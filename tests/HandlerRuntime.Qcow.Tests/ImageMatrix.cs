@@ -5,9 +5,9 @@ namespace HandlerRuntime.Qcow.Tests;
 /// </summary>
 /// <param name="Name">What the image is, as test output shows it.</param>
 /// <param name="Build">Builds the image (and its backing chain) in a folder; returns the image's path.</param>
-/// <param name="Writable">False for qcow v1, which the handler serves read-only.</param>
+/// <param name="Format">qcow2, or qcow for version 1 (no zero clusters, no refcounts to check).</param>
 /// <param name="UnmapReadsZeroes">False for v2 images with a backing file (UNMAP may show the backing data).</param>
-public sealed record ImageCase(string Name, Func<string, Task<string>> Build, bool Writable = true, bool UnmapReadsZeroes = true)
+public sealed record ImageCase(string Name, Func<string, Task<string>> Build, string Format = "qcow2", bool UnmapReadsZeroes = true)
 {
     public override string ToString() => Name;
 }
@@ -70,14 +70,14 @@ public static class ImageMatrix
         yield return new("backing depth 1: relative name in another folder", SiblingFolderBackingAsync);
         yield return new("backing depth 1: no backing format extension (probed)", ProbedBackingAsync);
         yield return new("backing depth 1: compressed backing", d => ChainAsync(d, ["compressed"], "compat=1.1"));
-        // legacy qcow v1 (read-only)
-        yield return new("qcow v1", d => Qcow1Async(d, compressed: false), Writable: false);
-        yield return new("qcow v1 compressed clusters", d => Qcow1Async(d, compressed: true), Writable: false);
+        // legacy qcow v1
+        yield return new("qcow v1", d => Qcow1Async(d, compressed: false), Format: "qcow");
+        yield return new("qcow v1 compressed clusters", d => Qcow1Async(d, compressed: true), Format: "qcow");
+        yield return new("qcow v1 over a raw backing file", Qcow1BackedAsync, Format: "qcow");
     }
 
     public static IEnumerable<object[]> Cases() => All().Select(c => new object[] { c });
 
-    public static IEnumerable<object[]> WritableCases() => All().Where(c => c.Writable).Select(c => new object[] { c });
 
     /// <summary>Random data in scattered regions, zeros between them: a sparse disk with content worth comparing.</summary>
     public static byte[] BaseContent(long size, int seed)
@@ -214,6 +214,15 @@ public static class ImageMatrix
         var top = await ChainAsync(dir, ["qcow2"], "compat=1.1");
         await HeaderEdit.RenameExtensionAsync(top, 0xE2792ACA, 0x7E570001);
         return top;
+    }
+
+    private static async Task<string> Qcow1BackedAsync(string dir)
+    {
+        await RawAsync(dir, "base.raw", Size, 4);
+        var image = Path.Combine(dir, "image.qcow");
+        await Qemu.ImgOkAsync("create", "-q", "-f", "qcow", "-b", "base.raw", "-F", "raw", image, Size.ToString());
+        await Qemu.IoAsync(image, "qcow", "write -P 0x66 6k 2k", "write -P 0x67 128k 4k");
+        return image;
     }
 
     private static async Task<string> Qcow1Async(string dir, bool compressed)

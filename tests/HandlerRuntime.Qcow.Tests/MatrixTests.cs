@@ -18,7 +18,7 @@ public sealed class MatrixTests
     }
 
     [Theory]
-    [MemberData(nameof(ImageMatrix.WritableCases), MemberType = typeof(ImageMatrix))]
+    [MemberData(nameof(ImageMatrix.Cases), MemberType = typeof(ImageMatrix))]
     public async Task Random_writes_unmaps_and_flushes_leave_an_image_qemu_checks_clean_and_compares_equal(ImageCase image)
     {
         using var dir = new TempDir("qcow-write");
@@ -32,7 +32,9 @@ public sealed class MatrixTests
         await using (var device = await Handler.OpenAsync(path, options: "cache=64K"))
         {
             Assert.True(device.Capabilities.HasFlag(DeviceCapabilities.Write));
-            Assert.Equal(image.UnmapReadsZeroes, device.Capabilities.HasFlag(DeviceCapabilities.UnmapReadsZeroes));
+            var zeroClusters = image.Format == "qcow2"; // qcow v1 has none: UNMAP and write zeroes are not offered
+            Assert.Equal(zeroClusters, device.Capabilities.HasFlag(DeviceCapabilities.Unmap | DeviceCapabilities.WriteZeroes));
+            Assert.Equal(zeroClusters && image.UnmapReadsZeroes, device.Capabilities.HasFlag(DeviceCapabilities.UnmapReadsZeroes));
             for (var i = 0; i < 60; i++)
             {
                 var (offset, length) = RandomRange(random, model.Length);
@@ -44,12 +46,15 @@ public sealed class MatrixTests
                         await device.WriteAsync(offset, data, random.Next(4) == 0 ? WriteFlags.Fua : WriteFlags.None, CancellationToken.None);
                         data.CopyTo(model, offset);
                         break;
-                    case 5 or 6 when image.UnmapReadsZeroes:
+                    case 5 or 6 when zeroClusters && image.UnmapReadsZeroes:
                         await device.UnmapAsync(offset, length, CancellationToken.None);
                         Array.Clear(model, (int)offset, length);
                         break;
                     case < 8:
-                        await device.WriteZeroesAsync(offset, length, random.Next(2) == 0 ? ZeroFlags.MayUnmap : ZeroFlags.None, CancellationToken.None);
+                        if (zeroClusters)
+                            await device.WriteZeroesAsync(offset, length, random.Next(2) == 0 ? ZeroFlags.MayUnmap : ZeroFlags.None, CancellationToken.None);
+                        else
+                            await device.WriteAsync(offset, new byte[length], WriteFlags.None, CancellationToken.None); // what the runtime does without WriteZeroes
                         Array.Clear(model, (int)offset, length);
                         break;
                     case 8:
@@ -65,8 +70,9 @@ public sealed class MatrixTests
             Handler.AssertSameBytes(model, await Handler.ReadAllAsync(device, seed), $"{image.Name}, read through the handler after the writes");
             Assert.Equal(0, ((Handlers.Qcow.QcowDevice)device).Image is Handlers.Qcow.Qcow2Image q ? q.InconsistentFrees : 0);
         }
-        await Qemu.AssertCheckCleanAsync(path);
-        await Qemu.AssertSameAsRawAsync(path, model);
+        if (image.Format == "qcow2")
+            await Qemu.AssertCheckCleanAsync(path); // qemu-img check has no checks for qcow v1
+        await Qemu.AssertSameAsRawAsync(path, model, image.Format);
         if (snapshots is not null)
             Assert.Equal(snapshots, await SnapshotContentsAsync(path)); // internal snapshots untouched
     }

@@ -64,13 +64,13 @@ internal static class Qemu
     }
 
     /// <summary>qemu-img compare of the image against a raw file with the expected content.</summary>
-    public static async Task AssertSameAsRawAsync(string image, byte[] expected)
+    public static async Task AssertSameAsRawAsync(string image, byte[] expected, string format = "qcow2")
     {
         var raw = image + ".expected.raw";
         await File.WriteAllBytesAsync(raw, expected);
         try
         {
-            var r = await ImgAsync("compare", "-f", "qcow2", "-F", "raw", image, raw);
+            var r = await ImgAsync("compare", "-f", format, "-F", "raw", image, raw);
             if (r.ExitCode != 0)
                 throw new XunitException($"qemu-img compare {image} with the expected content: {r}");
         }
