@@ -63,6 +63,34 @@ public static class TransferLength
         }
     }
 
+    /// <summary>
+    /// Shortens a WRITE or WRITE AND VERIFY CDB to <paramref name="bytes"/> of data when the
+    /// initiator will send less than the CDB asks (FCP-4 9.4.2, option a: data beyond the
+    /// expected length is neither requested nor written). False when the command is not one
+    /// of these or <paramref name="bytes"/> is not whole blocks; the core then refuses the
+    /// short data-out with INVALID FIELD IN INFORMATION UNIT.
+    /// </summary>
+    public static bool TryTruncateWrite(Span<byte> cdb, int blockSize, long bytes)
+    {
+        if (cdb.IsEmpty || blockSize <= 0 || bytes < 0 || bytes % blockSize != 0)
+            return false;
+        var blocks = bytes / blockSize;
+        switch (cdb[0])
+        {
+            case 0x2A or 0x2E when cdb.Length >= 10 && blocks <= ushort.MaxValue:
+                Cdb.Put16(cdb, 7, (int)blocks);
+                return true;
+            case 0xAA or 0xAE when cdb.Length >= 12 && blocks <= uint.MaxValue:
+                Cdb.Put32(cdb, 6, (uint)blocks);
+                return true;
+            case 0x8A or 0x8E when cdb.Length >= 16 && blocks <= uint.MaxValue:
+                Cdb.Put32(cdb, 10, (uint)blocks);
+                return true;
+            default:
+                return false; // WRITE(6) cannot say fewer than 1 block (0 means 256)
+        }
+    }
+
     private static long? Verify(ReadOnlySpan<byte> cdb, uint blocks, int blockSize) => ((cdb[1] >> 1) & 3) switch
     {
         0 => 0,

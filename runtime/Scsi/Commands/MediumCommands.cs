@@ -42,6 +42,29 @@ internal static class MediumCommands
         return WriteDurably(lun, (long)task.Lba * bs, task.DataOutBuffer!.Memory[..bytes], fua, task.AbortToken);
     }
 
+    /// <summary>WRITE AND VERIFY(10/12/16): a durable write, then with BYTCHK 01b the medium compared with the data-out.</summary>
+    public static ValueTask WriteAndVerify(ScsiLun lun, ScsiTask task)
+    {
+        var bytchk = (task.CdbSpan[1] >> 1) & 3;
+        if (bytchk >= 2)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(1, 2));
+        if (task.Blocks == 0)
+            return default;
+        if (task.Blocks > lun.MaxTransferBlocks)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(TransferLengthByte(task)));
+        var bytes = (int)task.Blocks * lun.BlockSize;
+        if (task.DataOutLength < bytes)
+            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        return WriteThenCompareAsync(lun, task, bytes, bytchk == 1);
+    }
+
+    private static async ValueTask WriteThenCompareAsync(ScsiLun lun, ScsiTask task, int bytes, bool compare)
+    {
+        await WriteDurably(lun, (long)task.Lba * lun.BlockSize, task.DataOutBuffer!.Memory[..bytes], fua: true, task.AbortToken);
+        if (compare)
+            await CompareAsync(lun, task, oneBlockForAll: false);
+    }
+
     /// <summary>
     /// Writes with FUA when asked or when the write cache is off; a device without native
     /// FUA gets a flush after the write, so GOOD always means what the initiator asked.
@@ -219,8 +242,8 @@ internal static class MediumCommands
     private static int TransferLengthByte(ScsiTask task) => task.CdbSpan[0] switch
     {
         0x08 or 0x0A => 4,
-        0xA8 or 0xAA => 6,
-        0x88 or 0x8A => 10,
+        0xA8 or 0xAA or 0xAE => 6,
+        0x88 or 0x8A or 0x8E => 10,
         _ => 7,
     };
 }

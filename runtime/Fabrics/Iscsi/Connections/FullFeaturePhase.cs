@@ -132,7 +132,6 @@ internal sealed partial class IscsiConnection
         Span<byte> cdb = stackalloc byte[16 + cdbExtra.Length];
         h.Slice(32, 16).CopyTo(cdb);
         cdbExtra.CopyTo(cdb[16..]);
-        task.SetCdb(cdb);
         task.Nexus = session.Nexus!;
         task.Lun = ScsiTarget.DecodeLun(h.Slice(8, 8));
         task.Tag = cmd.Itt;
@@ -148,8 +147,11 @@ internal sealed partial class IscsiConnection
         if (write)
         {
             var lun = session.Target!.Lookup(task.Lun);
-            var spdtl = lun is null ? 0 : TransferLength.DataOutBytes(task.CdbSpan, lun.BlockSize);
+            var spdtl = lun is null ? 0 : TransferLength.DataOutBytes(cdb, lun.BlockSize);
             cmd.Spdtl = spdtl ?? -1;
+            // Overflow: write what the initiator sends, not what the CDB asked (the residual tells it).
+            if (lun is not null && spdtl > edtl)
+                TransferLength.TryTruncateWrite(cdb, lun.BlockSize, edtl);
             var needed = spdtl is { } known ? (int)Math.Min(edtl, known) : (int)edtl;
             if (needed > MaxCommandDataBytes)
                 needed = 0; // the core refuses a transfer this large; gather nothing
@@ -164,6 +166,7 @@ internal sealed partial class IscsiConnection
         {
             cmd.UnsolicitedDone = true;
         }
+        task.SetCdb(cdb);
 
         cmd.ReaderBusy = true;
         bool admitted;
@@ -239,21 +242,27 @@ internal sealed partial class IscsiConnection
         var cmd = session.BeginDataOut(itt, this);
         if (cmd is null)
         {
-            // Data for a task that was aborted or never admitted: dropped (RFC 7143 4.2.3.3).
+            // Data for a task that was aborted, failed or never admitted: dropped (RFC 7143 4.2.3.3).
             await SkipSegmentAsync();
             return;
         }
+        (SenseData Sense, string Why)? fault = null;
         try
         {
             var end = (long)offset + dataLength;
             if (ttt == Bhs.ReservedTag)
             {
                 if (cmd.UnsolicitedDone)
-                    throw new ProtocolException(RejectReason.ProtocolError, $"unsolicited Data-Out for ITT 0x{itt:x8} after its last one");
-                if (dataSN != cmd.UnsolicitedDataSN)
-                    throw new ProtocolException(RejectReason.ProtocolError, $"Data-Out DataSN {dataSN}, expected {cmd.UnsolicitedDataSN}");
-                if (offset != cmd.UnsolicitedNext || end > cmd.UnsolicitedEnd)
-                    throw new ProtocolException(RejectReason.ProtocolError, $"unsolicited Data-Out at offset {offset}+{dataLength} out of order or beyond FirstBurstLength");
+                    fault = (DataPhaseError, $"unsolicited Data-Out for ITT 0x{itt:x8} after its last one");
+                else if (dataSN != cmd.UnsolicitedDataSN)
+                    fault = (DataPhaseError, $"Data-Out DataSN {dataSN}, expected {cmd.UnsolicitedDataSN}");
+                else if (offset != cmd.UnsolicitedNext || end > cmd.UnsolicitedEnd)
+                    fault = (DataOffsetError, $"unsolicited Data-Out at offset {offset}+{dataLength} out of order or beyond FirstBurstLength");
+                if (fault is not null)
+                {
+                    await SkipSegmentAsync();
+                    return;
+                }
                 await ReadDataOutAsync(cmd, (int)offset);
                 cmd.UnsolicitedDataSN++;
                 cmd.UnsolicitedNext = (int)end;
@@ -270,12 +279,18 @@ internal sealed partial class IscsiConnection
             }
             else
             {
-                if (cmd.FindR2T(ttt, out var index) is not { } r2t)
-                    throw new ProtocolException(RejectReason.ProtocolError, $"Data-Out with unknown Target Transfer Tag 0x{ttt:x8}");
-                if (dataSN != r2t.NextDataSN)
-                    throw new ProtocolException(RejectReason.ProtocolError, $"Data-Out DataSN {dataSN}, expected {r2t.NextDataSN}");
-                if (offset != r2t.Next || end > r2t.Offset + r2t.Length)
-                    throw new ProtocolException(RejectReason.ProtocolError, $"Data-Out at offset {offset}+{dataLength} outside its R2T ({r2t.Offset}+{r2t.Length}) or out of order");
+                var r2t = cmd.FindR2T(ttt, out var index);
+                if (r2t is null)
+                    fault = (InvalidTransferTag, $"Data-Out with unknown Target Transfer Tag 0x{ttt:x8}");
+                else if (dataSN != r2t.Value.NextDataSN)
+                    fault = (DataPhaseError, $"Data-Out DataSN {dataSN}, expected {r2t.Value.NextDataSN}");
+                else if (offset != r2t.Value.Next || end > r2t.Value.Offset + r2t.Value.Length)
+                    fault = (DataOffsetError, $"Data-Out at offset {offset}+{dataLength} outside its R2T ({r2t.Value.Offset}+{r2t.Value.Length}) or out of order");
+                if (fault is not null)
+                {
+                    await SkipSegmentAsync();
+                    return;
+                }
                 await ReadDataOutAsync(cmd, (int)offset);
                 ref var slot = ref cmd.R2Ts[index];
                 slot.Next = (int)end;
@@ -283,7 +298,10 @@ internal sealed partial class IscsiConnection
                 if (final)
                 {
                     if (slot.Next != slot.Offset + slot.Length)
-                        throw new ProtocolException(RejectReason.ProtocolError, $"Data-Out sequence for R2T 0x{ttt:x8} ended {slot.Offset + slot.Length - slot.Next} bytes short");
+                    {
+                        fault = (DataPhaseError, $"Data-Out sequence for R2T 0x{ttt:x8} ended {slot.Offset + slot.Length - slot.Next} bytes short");
+                        return;
+                    }
                     slot.Active = false;
                     cmd.OutstandingR2Ts--;
                 }
@@ -292,10 +310,26 @@ internal sealed partial class IscsiConnection
         }
         finally
         {
-            if (session.EndRead(cmd) && cmd.DataComplete)
-                session.Pump();
+            if (session.EndRead(cmd))
+            {
+                if (fault is { } f)
+                {
+                    // ErrorRecoveryLevel 0 cannot recover a data sequence: the command ends with
+                    // ABORTED COMMAND (SPC-4 4Bh: data phase errors) and the connection lives on.
+                    Log.Warning("iSCSI {Remote}: {Reason}; ITT 0x{Itt:x8} ends with ABORTED COMMAND", RemoteEndPoint, f.Why, itt);
+                    session.FailBeforeExecution(cmd, f.Sense);
+                }
+                else if (cmd.DataComplete)
+                {
+                    session.Pump();
+                }
+            }
         }
     }
+
+    private static readonly SenseData DataPhaseError = new(SenseKey.AbortedCommand, 0x4B, 0x00);
+    private static readonly SenseData InvalidTransferTag = new(SenseKey.AbortedCommand, 0x4B, 0x01);
+    private static readonly SenseData DataOffsetError = new(SenseKey.AbortedCommand, 0x4B, 0x05);
 
     /// <summary>Reads a data segment into the command's buffer at <paramref name="offset"/>; bytes past what the command needs are dropped.</summary>
     private ValueTask ReadDataOutAsync(IscsiCommand cmd, int offset)

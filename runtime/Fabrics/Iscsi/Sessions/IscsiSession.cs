@@ -2,6 +2,7 @@ using HandlerRuntime.Fabrics.Iscsi.Connections;
 using HandlerRuntime.Fabrics.Iscsi.Login;
 using HandlerRuntime.Fabrics.Iscsi.Protocol;
 using HandlerRuntime.Scsi;
+using HandlerRuntime.Sdk;
 using Serilog;
 
 namespace HandlerRuntime.Fabrics.Iscsi.Sessions;
@@ -322,6 +323,18 @@ internal sealed class IscsiSession
                 return c;
         }
         return null;
+    }
+
+    /// <summary>Ends a command that never reached the core (a data sequence error) with CHECK CONDITION.</summary>
+    public void FailBeforeExecution(IscsiCommand cmd, SenseData sense)
+    {
+        lock (gate)
+        {
+            Unlink(cmd);
+            cmd.State = CommandState.Executing;
+        }
+        cmd.Task.SetSense(sense, descriptorFormat: false);
+        Executed(cmd);
     }
 
     /// <summary>The core finished a command: queue its response unless it was aborted or its connection is gone.</summary>
