@@ -11,7 +11,7 @@ namespace HandlerRuntime.Scsi.Commands;
 /// </summary>
 internal static class MediumCommands
 {
-    public const uint MaxUnmapBlocks = 0x0080_0000;
+    public const uint MaxUnmapBlocks = 0x0010_0000; // 1 Mi blocks: a larger VPD B0h value reads as "insanely big" to initiators (libiscsi Inquiry.BlockLimits)
     public const uint MaxUnmapDescriptors = 1024;
     private const int ChunkBytes = 1 << 20;
 
@@ -217,7 +217,7 @@ internal static class MediumCommands
             var at = 8 + i * 16;
             var lba = Cdb.U64(p, at);
             var n = Cdb.U32(p, at + 8);
-            if (lba >= blockCount || n > blockCount - lba)
+            if (lba > blockCount || n > blockCount - lba) // zero blocks at end-of-LUN is a valid no-op
                 throw new ScsiException(Sense.LbaOutOfRange);
             if (n > MaxUnmapBlocks)
                 throw new ScsiException(Sense.InvalidFieldInParameterList.WithFieldPointer(at + 8, inCdb: false));
