@@ -32,8 +32,11 @@ public sealed partial class ComplianceTests
         foreach (var block in blocks.Skip(1))
         {
             var name = block[..block.IndexOf(' ')];
-            var verdict = Verdict().Match(block);
-            var body = verdict.Success ? block[..verdict.Index] : block;
+            var rest = block[(block.IndexOf("...", StringComparison.Ordinal) + 3)..];
+            // The verdict follows "Name ..." directly when the test logged nothing, else starts a line.
+            var verdict = rest.StartsWith("passed", StringComparison.Ordinal) || rest.StartsWith("FAILED", StringComparison.Ordinal)
+                ? Verdict().Match(rest, 0) : Verdict().Match(rest);
+            var body = verdict.Success ? rest[..verdict.Index] : rest;
             results.Add(new TestResult(name, verdict.Success ? verdict.Groups[1].Value : "no verdict", body.Contains("[SKIPPED]")));
         }
         return results;
@@ -42,6 +45,6 @@ public sealed partial class ComplianceTests
     [GeneratedRegex(@"^  Test: ", RegexOptions.Multiline)]
     private static partial Regex TestStart();
 
-    [GeneratedRegex(@"^(passed|FAILED)", RegexOptions.Multiline)]
+    [GeneratedRegex(@"(?:^|\G)(passed|FAILED)", RegexOptions.Multiline)]
     private static partial Regex Verdict();
 }

@@ -39,9 +39,14 @@ public static class Daemons
     }
 
     /// <summary>qemu-io against an iSCSI URL; fails on any error line (qemu-io exits 0 even when a verify fails).</summary>
-    public static async Task<string> QemuIoAsync(string url, params string[] commands)
+    public static Task<string> QemuIoAsync(string url, params string[] commands) => QemuIoAsync(["-f", "raw"], url, commands);
+
+    /// <summary>qemu-io with block options instead of a URL (e.g. driver=iscsi,...,header-digest=crc32c).</summary>
+    public static Task<string> QemuIoOptsAsync(string imageOpts, params string[] commands) => QemuIoAsync(["--image-opts"], imageOpts, commands);
+
+    private static async Task<string> QemuIoAsync(string[] mode, string url, string[] commands)
     {
-        var args = new List<string> { "-f", "raw" };
+        var args = new List<string>(mode);
         foreach (var c in commands)
         {
             args.Add("-c");

@@ -50,9 +50,10 @@ public sealed class DataPathTests
     public async Task Header_digest_with_libiscsi_carries_verified_data()
     {
         await using var d = await Daemons.StartRamAsync("16M");
-        var url = d.Url() + "?header_digest=crc32c";
-        await Daemons.QemuIoAsync(url, "write -P 0x42 8192 1000000");
-        await Daemons.QemuIoAsync(url, "read -P 0x42 8192 1000000");
+        // QEMU takes the digest as a block option (its URL parser does not accept libiscsi's ?header_digest=).
+        var opts = $"driver=iscsi,transport=tcp,portal=127.0.0.1:{d.Port},target={Daemons.Target},lun=0,header-digest=crc32c";
+        await Daemons.QemuIoOptsAsync(opts, "write -P 0x42 8192 1000000");
+        await Daemons.QemuIoOptsAsync(opts, "read -P 0x42 8192 1000000");
         Assert.Contains("digests CRC32C/None", d.Output);
     }
 
@@ -63,6 +64,7 @@ public sealed class DataPathTests
         await using var raw = await RawInitiator.ConnectAsync(d.Port);
         Assert.Equal(0, await raw.LoginAsync(Initiator, Daemons.Target, headerDigest: true, dataDigest: true));
         Assert.True(raw.HeaderDigest && raw.DataDigest);
+        await raw.CommandAsync(new byte[6]); // takes the power-on unit attention
         var data = RandomNumberGenerator.GetBytes(600 * 512); // beyond FirstBurstLength: needs R2T
         var write = await raw.CommandAsync(Cdb10(0x2A, 100, 600), data);
         Assert.Equal(0, write.Status);
@@ -144,7 +146,7 @@ public sealed class DataPathTests
         {
             for (var i = 0; i < 4; i++)
             {
-                var offset = 1_000_003 * (i + 1);
+                var offset = 2_000_003 * (i + 1);
                 await Daemons.QemuIoAsync(d.Url(), $"write -P 0x{0x30 + i:x2} {offset} 1048577", $"read -P 0x{0x30 + i:x2} {offset} 1048577");
             }
             // A garbage PDU after a real login: that connection ends, the daemon does not.
@@ -174,7 +176,7 @@ public sealed class DataPathTests
         Assert.False(d.HasExited);
         var status = await d.CliOkAsync("status", "--json");
         Assert.Contains("\"sessions\"", status);
-        await Daemons.QemuIoAsync(d.Url(), "read -P 0x30 1000003 1048577");
+        await Daemons.QemuIoAsync(d.Url(), "read -P 0x30 2000003 1048577", "read -P 0x33 8000012 1048577");
     }
 
     internal static byte[] Cdb10(byte opcode, uint lba, ushort blocks)

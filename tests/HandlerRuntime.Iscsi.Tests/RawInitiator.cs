@@ -243,8 +243,18 @@ public sealed class RawInitiator : IAsyncDisposable
             if (digests && DataDigest)
                 pdu.Write(Le(TableCrc32C(padded)));
         }
-        await stream.WriteAsync(pdu.ToArray());
+        await writeLock.WaitAsync();
+        try
+        {
+            await stream.WriteAsync(pdu.ToArray());
+        }
+        finally
+        {
+            writeLock.Release();
+        }
     }
+
+    private readonly SemaphoreSlim writeLock = new(1, 1);
 
     /// <summary>Receives one PDU, checking digests, and answers NOP-In pings on the way.</summary>
     public async Task<(byte[] Header, byte[] Data)> ReceivePduAsync(bool digests = true)
