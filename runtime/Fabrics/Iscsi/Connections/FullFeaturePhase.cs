@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using HandlerRuntime.Buffers;
 using HandlerRuntime.Fabrics.Iscsi.Protocol;
 using HandlerRuntime.Fabrics.Iscsi.Sessions;
@@ -73,6 +74,7 @@ internal sealed partial class IscsiConnection
 
     // ---- SCSI Command (RFC 7143 11.3) ----
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnScsiCommandAsync(IscsiSession session)
     {
         var p = session.Parameters;
@@ -231,6 +233,7 @@ internal sealed partial class IscsiConnection
 
     // ---- SCSI Data-Out (RFC 7143 11.7) ----
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnDataOutAsync(IscsiSession session)
     {
         var h = header.AsSpan();

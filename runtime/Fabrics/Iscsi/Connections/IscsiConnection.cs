@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using HandlerRuntime.Buffers;
 using HandlerRuntime.Fabrics.Iscsi.Login;
 using HandlerRuntime.Fabrics.Iscsi.Protocol;
@@ -96,7 +97,7 @@ internal sealed partial class IscsiConnection
         }
         finally
         {
-            await Sender.StopAsync(); // lets a final Reject or logout response out
+            await StopSenderAsync(); // lets a final Reject or logout response out
             Close(why);
             if (Session is { } s)
                 await s.ConnectionClosedAsync(this);
@@ -109,6 +110,15 @@ internal sealed partial class IscsiConnection
     }
 
     private string? closeReason;
+
+    /// <summary>Stops the sender, giving queued PDUs a moment to leave; an initiator that does not read loses them.</summary>
+    private async Task StopSenderAsync()
+    {
+        var stop = Sender.StopAsync();
+        if (await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(2))) != stop)
+            Close("the initiator does not read");
+        await stop;
+    }
 
     /// <summary>Closes the socket; the reader and the sender then end.</summary>
     public void Close(string why)
@@ -124,6 +134,7 @@ internal sealed partial class IscsiConnection
     // ---- reading ----
 
     /// <summary>Reads a BHS, its AHS and header digest into <see cref="header"/>.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadHeaderAsync(bool digests)
     {
         var ct = closing.Token;
@@ -146,6 +157,7 @@ internal sealed partial class IscsiConnection
     /// Reads the data segment: the first <paramref name="keep"/>.Length bytes into
     /// <paramref name="keep"/>, the rest (and padding) discarded, and checks the data digest.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadSegmentAsync(Memory<byte> keep, bool digests = true)
     {
         var ct = closing.Token;

@@ -63,7 +63,7 @@ internal sealed partial class IscsiConnection
             if (outcome == LoginOutcome.Failed)
             {
                 // The failure response is queued; let it out, then end the connection.
-                await Sender.StopAsync();
+                await StopSenderAsync();
                 Close("login refused");
                 return false;
             }

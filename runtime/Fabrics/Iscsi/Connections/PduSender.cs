@@ -140,6 +140,7 @@ internal sealed class PduSender : IDisposable
 
     // ---- framing ----
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask EnsureSpaceAsync(int bytes)
     {
         if (BufferSize - used < bytes)
@@ -219,6 +220,7 @@ internal sealed class PduSender : IDisposable
 
     // ---- PDUs ----
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> WriteControlAsync(ControlPdu pdu)
     {
         try
@@ -251,6 +253,7 @@ internal sealed class PduSender : IDisposable
         return true;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteR2TAsync(Outbound r2t)
     {
         await EnsureSpaceAsync(Bhs.Length + 4);
@@ -273,6 +276,7 @@ internal sealed class PduSender : IDisposable
     /// MaxBurstLength), with the status in the last one when there is no sense data
     /// (RFC 7143 11.7.4), else a SCSI Response. Residuals follow RFC 7143 11.4.5.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteResponseAsync(IscsiCommand cmd)
     {
         var session = cmd.Session;
