@@ -46,6 +46,8 @@ public sealed class Daemon : IAsyncDisposable
 
     public static string DefaultHandlerPath => Path.Combine(AppContext.BaseDirectory, "handlers");
 
+    internal ILogger Log => log;
+
     public TargetRegistry Targets { get; }
     public PluginHost Plugins { get; }
     public LunRegistry Luns { get; }

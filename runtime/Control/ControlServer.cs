@@ -100,9 +100,11 @@ public sealed partial class ControlServer : IAsyncDisposable
             try
             {
                 await next(context);
+                d.Log.Debug("control: {Method} {Path} -> {Status}", context.Request.Method, context.Request.Path.Value, context.Response.StatusCode);
             }
             catch (LunException e)
             {
+                d.Log.Debug("control: {Method} {Path} refused: {Reason}", context.Request.Method, context.Request.Path.Value, e.Message);
                 await Error(context, e.Kind switch { LunError.NotFound => 404, LunError.Conflict => 409, _ => 400 }, e.Message);
             }
             catch (FormatException e)

@@ -202,7 +202,8 @@ public sealed class PluginHost : IAsyncDisposable
             }
             if (handlers.GroupBy(h => h.Subtype).FirstOrDefault(g => g.Count() > 1) is { } dup)
                 throw new InvalidOperationException($"it declares subtype '{dup.Key}' twice");
-            var version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? assembly.GetName().Version?.ToString() ?? "?";
+            // The informational version without its source-revision suffix ("1.2.0+<commit>").
+            var version = (assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? assembly.GetName().Version?.ToString() ?? "?").Split('+')[0];
             refusedFingerprints.Remove(name);
             return new LoadedPlugin(name, folder, main, fingerprint, context, handlers, version);
         }

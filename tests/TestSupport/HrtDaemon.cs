@@ -14,20 +14,38 @@ public sealed class HrtDaemon : IAsyncDisposable
     public const string DefaultTarget = "iqn.2026-11.org.handler-runtime:default";
 
     private readonly TempDir dir;
-    private readonly Process process;
+    private readonly ProcessStartInfo startInfo;
     private readonly StringBuilder output = new();
+    private Process process;
 
-    private HrtDaemon(TempDir dir, Process process, int port, string configPath, string? handlerPath)
+    private HrtDaemon(TempDir dir, ProcessStartInfo startInfo, int port, string configPath, string? handlerPath)
     {
         this.dir = dir;
-        this.process = process;
+        this.startInfo = startInfo;
         Port = port;
         ConfigPath = configPath;
         HandlerPath = handlerPath ?? RepoPaths.Handlers;
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        process = Launch();
+    }
+
+    private Process Launch()
+    {
+        var p = Process.Start(startInfo)!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    /// <summary>Stops the daemon cleanly (or kills it) and starts it again with the same config, state and socket.</summary>
+    public async Task RestartAsync(bool kill = false)
+    {
+        if (kill) Kill(); else await StopAsync();
+        process.Dispose();
+        lock (output) output.AppendLine("---- restart ----");
+        process = Launch();
+        await WaitReadyAsync(TimeSpan.FromSeconds(60));
     }
 
     public int Port { get; }
@@ -53,7 +71,14 @@ public sealed class HrtDaemon : IAsyncDisposable
     /// Starts a daemon. <paramref name="configure"/> edits the config JSON (created with
     /// no LUNs, the default target, a free portal port and log level info).
     /// </summary>
-    public static async Task<HrtDaemon> StartAsync(Action<JsonObject>? configure = null, string? handlerPath = null, IEnumerable<string>? extraArgs = null, TimeSpan? timeout = null)
+    /// <param name="configure">Edits the config JSON before the daemon starts.</param>
+    /// <param name="handlerPath">A handler path instead of the bundled handlers.</param>
+    /// <param name="extraArgs">More `hrt serve` arguments.</param>
+    /// <param name="timeout">How long to wait for the control socket to answer.</param>
+    /// <param name="environment">Extra environment variables for the daemon.</param>
+    /// <param name="logDirArgument">False to leave --log-dir off the command line (the config or environment decides).</param>
+    public static async Task<HrtDaemon> StartAsync(Action<JsonObject>? configure = null, string? handlerPath = null, IEnumerable<string>? extraArgs = null,
+        TimeSpan? timeout = null, IDictionary<string, string>? environment = null, bool logDirArgument = true)
     {
         var dir = new TempDir("hrt-daemon");
         var port = FreePort.Next();
@@ -74,8 +99,13 @@ public sealed class HrtDaemon : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var a in new[] { "serve", "--config", configPath, "--control", dir.File("hrt.sock"), "--state-dir", dir.File("state"), "--log-dir", dir.File("log") })
+        foreach (var a in new[] { "serve", "--config", configPath, "--control", dir.File("hrt.sock"), "--state-dir", dir.File("state") })
             psi.ArgumentList.Add(a);
+        if (logDirArgument)
+        {
+            psi.ArgumentList.Add("--log-dir");
+            psi.ArgumentList.Add(dir.File("log"));
+        }
         if (handlerPath is not null)
         {
             psi.ArgumentList.Add("--handler-path");
@@ -86,8 +116,9 @@ public sealed class HrtDaemon : IAsyncDisposable
         psi.Environment.Remove("HRT_CONTROL");
         psi.Environment.Remove("HRT_LOGDIR");
         psi.Environment.Remove("HRT_CONFIG");
-        var process = Process.Start(psi)!;
-        var daemon = new HrtDaemon(dir, process, port, configPath, handlerPath);
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>())
+            psi.Environment[k] = v;
+        var daemon = new HrtDaemon(dir, psi, port, configPath, handlerPath);
         await daemon.WaitReadyAsync(timeout ?? TimeSpan.FromSeconds(60));
         return daemon;
     }
@@ -159,7 +190,10 @@ public sealed class HrtDaemon : IAsyncDisposable
         }
     }
 
-    public void Signal(int signal) => _ = Process.Start("kill", [$"-{signal}", process.Id.ToString()])!;
+    public void Signal(int signal) => kill(process.Id, signal);
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int sig);
 
     public async ValueTask DisposeAsync()
     {

@@ -44,12 +44,16 @@ public sealed class ScsiHarness : IAsyncDisposable
         => Nexuses.Get($"{initiator},i,0x{Interlocked.Increment(ref nextIsid):x12}", initiator, Port);
 
     /// <summary>Runs one CDB. <paramref name="dataOut"/> is the write data; <paramref name="allocation"/> the data-in the initiator accepts.</summary>
-    public async Task<ScsiResult> RunAsync(byte[] cdb, byte[]? dataOut = null, int allocation = 1 << 20, ItNexus? nexus = null, ulong lun = 0, TaskAttribute attribute = TaskAttribute.Simple)
+    public Task<ScsiResult> RunAsync(byte[] cdb, byte[]? dataOut = null, int allocation = 1 << 20, ItNexus? nexus = null, ulong lun = 0, TaskAttribute attribute = TaskAttribute.Simple)
+        => RunOnAsync(Target, nexus ?? Nexus, cdb, dataOut, allocation, lun, attribute);
+
+    /// <summary>Runs one CDB on any target, as a fabric would.</summary>
+    public static async Task<ScsiResult> RunOnAsync(ScsiTarget target, ItNexus nexus, byte[] cdb, byte[]? dataOut = null, int allocation = 1 << 20, ulong lun = 0, TaskAttribute attribute = TaskAttribute.Simple)
     {
         var task = new ScsiTask();
         try
         {
-            task.Nexus = nexus ?? Nexus;
+            task.Nexus = nexus;
             task.Lun = lun;
             task.Attribute = attribute;
             task.SetCdb(cdb);
@@ -65,7 +69,7 @@ public sealed class ScsiHarness : IAsyncDisposable
             {
                 task.Direction = DataDirection.In;
             }
-            await Target.ExecuteAsync(task);
+            await target.ExecuteAsync(task);
             var dataIn = task.DataInBuffer is null ? [] : task.DataInBuffer.Array.AsSpan(0, Math.Min(task.DataInLength, allocation)).ToArray();
             return new ScsiResult(task.Status, task.Sense, task.SenseBytes.ToArray(), dataIn);
         }

@@ -1,0 +1,62 @@
+using System.Reflection;
+using System.Text.Json.Nodes;
+using HandlerRuntime.Sdk;
+
+namespace HandlerRuntime.Tests.Fixtures;
+
+/// <summary>
+/// <c>versioned//&lt;path&gt;</c>: a file-backed disk whose build version is visible to
+/// tests: in <c>hrt status</c> (IHasStatus) and as the answer to vendor opcode C1h.
+/// </summary>
+public sealed class VersionedHandler : IHandler
+{
+    public static string BuildVersion { get; } =
+        typeof(VersionedHandler).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion.Split('+')[0];
+
+    public string Subtype => "versioned";
+
+    public string ConfigHelp => $"versioned//<path>  test disk, build {BuildVersion}";
+
+    public ConfigCheck CheckConfig(string config)
+        => config.StartsWith('/') ? ConfigCheck.Valid : ConfigCheck.Invalid("give an absolute path");
+
+    public ValueTask<IBlockDevice> OpenAsync(DeviceOpenContext context, CancellationToken cancellationToken)
+    {
+        var size = context.RequestedSize > 0 ? context.RequestedSize : new FileInfo(context.Config).Length;
+        var stream = new FileStream(context.Config, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite, 1, FileOptions.None);
+        if (stream.Length < size)
+            stream.SetLength(size);
+        return ValueTask.FromResult<IBlockDevice>(new Device(stream, size));
+    }
+
+    private sealed class Device(FileStream file, long size) : IBlockDevice, IScsiCommandHandler, IHasStatus
+    {
+        public DeviceGeometry Geometry { get; } = DeviceGeometry.FromSize(size, 512);
+        public DeviceCapabilities Capabilities => DeviceCapabilities.Write | DeviceCapabilities.Flush;
+        public ThreadModel ThreadModel => ThreadModel.Parallel;
+
+        public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+            => await RandomAccess.ReadAsync(file.SafeFileHandle, destination, offset, cancellationToken);
+
+        public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
+            => await RandomAccess.WriteAsync(file.SafeFileHandle, source, offset, cancellationToken);
+
+        public ValueTask FlushAsync(CancellationToken cancellationToken)
+        {
+            file.Flush(flushToDisk: true);
+            return default;
+        }
+
+        public ValueTask<ScsiCommandOutcome> HandleCommandAsync(IScsiCommand command, CancellationToken cancellationToken)
+        {
+            if (command.Cdb.Span[0] != 0xC1)
+                return ValueTask.FromResult(ScsiCommandOutcome.NotHandled);
+            var n = System.Text.Encoding.ASCII.GetBytes(BuildVersion, command.DataIn.Span);
+            return ValueTask.FromResult(ScsiCommandOutcome.Good(n));
+        }
+
+        public JsonObject GetStatus() => new() { ["version"] = BuildVersion };
+
+        public ValueTask DisposeAsync() => file.DisposeAsync();
+    }
+}
