@@ -209,6 +209,25 @@ public sealed class RawInitiator : IAsyncDisposable
         return SendPduAsync(h, data);
     }
 
+    /// <summary>Sends a Task Management request and returns its response code (RFC 7143 11.6.1).</summary>
+    public async Task<int> TaskManagementAsync(int function, ulong lun = 0, uint referencedTag = 0xFFFFFFFF)
+    {
+        var h = new byte[48];
+        h[0] = 0x42;
+        h[1] = (byte)(0x80 | function);
+        BinaryPrimitives.WriteUInt64BigEndian(h.AsSpan(8), lun << 48);
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(16), itt++);
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(20), referencedTag);
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(24), cmdSN);
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(28), expStatSN);
+        await SendPduAsync(h, []);
+        var (rh, _) = await ReceivePduAsync();
+        if ((rh[0] & 0x3F) != 0x22)
+            throw new InvalidOperationException($"expected a task management response, got 0x{rh[0]:x2}");
+        expStatSN = BinaryPrimitives.ReadUInt32BigEndian(rh.AsSpan(24)) + 1;
+        return rh[2];
+    }
+
     /// <summary>Sends a Logout (close session) and waits for its response; returns the response code.</summary>
     public async Task<int> LogoutAsync()
     {
