@@ -395,6 +395,8 @@ internal sealed class IscsiSession
         {
             tasks[t.Itt] = t; // a different command owns this ITT; leave it
         }
+        if (!cmd.Sequenced && !cmd.Immediate && held.TryGetValue(cmd.CmdSN, out var h) && h == cmd)
+            held[cmd.CmdSN] = null; // its CmdSN stays consumed; the object goes back to the pool
         Unlink(cmd);
     }
 
