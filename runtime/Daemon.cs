@@ -111,7 +111,7 @@ public sealed class Daemon : IAsyncDisposable
         log.Information("hrt ready: control {Socket}, listening on {Endpoints}", settings.ControlSocket, fabrics.SelectMany(f => f.Endpoints));
     }
 
-    private IEnumerable<IFabric> DefaultFabrics() => [];
+    private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log)];
 
     /// <summary>Reads the configuration again and applies what changed. A bad file changes nothing and is reported once.</summary>
     public async Task<ReloadDto> ReloadAsync(string trigger)

@@ -11,7 +11,7 @@ namespace HandlerRuntime.Scsi.Commands;
 /// </summary>
 internal static class MediumCommands
 {
-    public const uint MaxUnmapBlocks = 0x0080_0000;
+    public const uint MaxUnmapBlocks = 0x0010_0000; // 1 Mi blocks: a larger VPD B0h value reads as "insanely big" to initiators (libiscsi Inquiry.BlockLimits)
     public const uint MaxUnmapDescriptors = 1024;
     private const int ChunkBytes = 1 << 20;
 
@@ -40,6 +40,29 @@ internal static class MediumCommands
             throw new ScsiException(Sense.InvalidFieldInInformationUnit);
         var fua = task.CdbSpan[0] != 0x0A && (task.CdbSpan[1] & 0x08) != 0;
         return WriteDurably(lun, (long)task.Lba * bs, task.DataOutBuffer!.Memory[..bytes], fua, task.AbortToken);
+    }
+
+    /// <summary>WRITE AND VERIFY(10/12/16): a durable write, then with BYTCHK 01b the medium compared with the data-out.</summary>
+    public static ValueTask WriteAndVerify(ScsiLun lun, ScsiTask task)
+    {
+        var bytchk = (task.CdbSpan[1] >> 1) & 3;
+        if (bytchk >= 2)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(1, 2));
+        if (task.Blocks == 0)
+            return default;
+        if (task.Blocks > lun.MaxTransferBlocks)
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(TransferLengthByte(task)));
+        var bytes = (int)task.Blocks * lun.BlockSize;
+        if (task.DataOutLength < bytes)
+            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        return WriteThenCompareAsync(lun, task, bytes, bytchk == 1);
+    }
+
+    private static async ValueTask WriteThenCompareAsync(ScsiLun lun, ScsiTask task, int bytes, bool compare)
+    {
+        await WriteDurably(lun, (long)task.Lba * lun.BlockSize, task.DataOutBuffer!.Memory[..bytes], fua: true, task.AbortToken);
+        if (compare)
+            await CompareAsync(lun, task, oneBlockForAll: false);
     }
 
     /// <summary>
@@ -194,7 +217,7 @@ internal static class MediumCommands
             var at = 8 + i * 16;
             var lba = Cdb.U64(p, at);
             var n = Cdb.U32(p, at + 8);
-            if (lba >= blockCount || n > blockCount - lba)
+            if (lba > blockCount || n > blockCount - lba) // zero blocks at end-of-LUN is a valid no-op
                 throw new ScsiException(Sense.LbaOutOfRange);
             if (n > MaxUnmapBlocks)
                 throw new ScsiException(Sense.InvalidFieldInParameterList.WithFieldPointer(at + 8, inCdb: false));
@@ -219,8 +242,8 @@ internal static class MediumCommands
     private static int TransferLengthByte(ScsiTask task) => task.CdbSpan[0] switch
     {
         0x08 or 0x0A => 4,
-        0xA8 or 0xAA => 6,
-        0x88 or 0x8A => 10,
+        0xA8 or 0xAA or 0xAE => 6,
+        0x88 or 0x8A or 0x8E => 10,
         _ => 7,
     };
 }

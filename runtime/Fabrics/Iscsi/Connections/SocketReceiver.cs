@@ -1,0 +1,70 @@
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using HandlerRuntime.Buffers;
+
+namespace HandlerRuntime.Fabrics.Iscsi.Connections;
+
+/// <summary>
+/// Reads a TCP stream in exact amounts through one pinned, pooled buffer, so small PDUs
+/// cost one receive call for many, while large data segments land straight in their
+/// destination (the command's pooled write buffer) without an extra copy.
+/// </summary>
+internal sealed class SocketReceiver(Socket socket) : IDisposable
+{
+    private const int BufferSize = 64 * 1024;
+    private readonly BufferPool.PooledBuffer buffer = BufferPool.Shared.Rent(BufferSize);
+    private int start, end;
+    private bool disposed;
+
+    /// <summary>Bytes received so far (for idle detection).</summary>
+    public long TotalReceived { get; private set; }
+
+    /// <summary>Fills <paramref name="destination"/> completely; throws <see cref="EndOfStreamException"/> when the peer closes.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct)
+    {
+        var buffered = end - start;
+        if (buffered >= destination.Length)
+        {
+            buffer.Array.AsSpan(start, destination.Length).CopyTo(destination.Span);
+            start += destination.Length;
+            return;
+        }
+        buffer.Array.AsSpan(start, buffered).CopyTo(destination.Span);
+        start = end = 0;
+        var done = buffered;
+        while (done < destination.Length)
+        {
+            var want = destination.Length - done;
+            if (want >= BufferSize / 2)
+            {
+                // Large remainder: receive directly into the destination.
+                var n = await socket.ReceiveAsync(destination[done..], SocketFlags.None, ct);
+                if (n == 0)
+                    throw new EndOfStreamException();
+                TotalReceived += n;
+                done += n;
+            }
+            else
+            {
+                var n = await socket.ReceiveAsync(buffer.Array.AsMemory(0, BufferSize), SocketFlags.None, ct);
+                if (n == 0)
+                    throw new EndOfStreamException();
+                TotalReceived += n;
+                var take = Math.Min(n, want);
+                buffer.Array.AsSpan(0, take).CopyTo(destination.Span[done..]);
+                done += take;
+                start = take;
+                end = n;
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        if (disposed)
+            return;
+        disposed = true;
+        buffer.Dispose();
+    }
+}

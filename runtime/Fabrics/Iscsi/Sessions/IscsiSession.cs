@@ -1,0 +1,556 @@
+using HandlerRuntime.Fabrics.Iscsi.Connections;
+using HandlerRuntime.Fabrics.Iscsi.Login;
+using HandlerRuntime.Fabrics.Iscsi.Protocol;
+using HandlerRuntime.Scsi;
+using HandlerRuntime.Sdk;
+using Serilog;
+
+namespace HandlerRuntime.Fabrics.Iscsi.Sessions;
+
+/// <summary>
+/// An iSCSI session (an I_T nexus): its connections, the CmdSN window shared by them,
+/// the table of outstanding commands by ITT, and the order in which commands reach the
+/// SCSI core. Commands enter the core in CmdSN order once their data is in; a SIMPLE
+/// command may pass one still waiting for data, nothing passes an ORDERED one.
+/// </summary>
+internal sealed class IscsiSession
+{
+    private readonly object gate = new();
+    private readonly Dictionary<uint, IscsiCommand> tasks = new();
+    private readonly Dictionary<uint, IscsiCommand?> held = new();
+    private readonly Stack<IscsiCommand> pool = new();
+    private readonly List<IscsiConnection> connections = new();
+    private IscsiCommand? head, tail;
+    private bool pumping, pumpAgain;
+    private uint expCmdSN, maxCmdSN;
+    private int outstanding;
+    private long buffered;
+    private int executingAborted;
+    private uint nextTtt;
+    private bool closed;
+    private TaskCompletionSource? drained;
+
+    public IscsiSession(IscsiFabric fabric, IscsiOptions options, SessionParameters parameters, string initiatorName, ulong isid, ushort tsih,
+        ScsiTarget? target, ItNexus? nexus, uint initialCmdSN, ILogger log)
+    {
+        Fabric = fabric;
+        Options = options;
+        Parameters = parameters;
+        InitiatorName = initiatorName;
+        Isid = isid;
+        Tsih = tsih;
+        Target = target;
+        Nexus = nexus;
+        Log = log;
+        expCmdSN = initialCmdSN;
+        maxCmdSN = initialCmdSN + (uint)options.QueueDepth - 1;
+        Created = DateTimeOffset.UtcNow;
+    }
+
+    public IscsiFabric Fabric { get; }
+    public IscsiOptions Options { get; }
+    public SessionParameters Parameters { get; }
+    public string InitiatorName { get; }
+    public ulong Isid { get; }
+    public ushort Tsih { get; }
+    /// <summary>Null for a discovery session.</summary>
+    public ScsiTarget? Target { get; }
+    public ItNexus? Nexus { get; }
+    public bool Discovery => Target is null;
+    public ILogger Log { get; }
+    public DateTimeOffset Created { get; }
+
+    public string InitiatorPort => $"{InitiatorName},i,0x{Isid:x12}";
+
+    public bool IsClosed { get { lock (gate) return closed; } }
+
+    public IscsiConnection[] Connections { get { lock (gate) return connections.ToArray(); } }
+
+    // ---- connections ----
+
+    /// <summary>Adds a connection (leading or a further one within MaxConnections); false when the session is full or closed.</summary>
+    public bool TryAddConnection(IscsiConnection connection, out IscsiConnection? replaced)
+    {
+        lock (gate)
+        {
+            replaced = connections.FirstOrDefault(c => c.Cid == connection.Cid);
+            if (closed || (replaced is null && connections.Count >= Parameters.MaxConnections))
+                return false;
+            if (replaced is not null)
+                connections.Remove(replaced);
+            connections.Add(connection);
+            return true;
+        }
+    }
+
+    public IscsiConnection? FindConnection(ushort cid)
+    {
+        lock (gate)
+            return connections.FirstOrDefault(c => c.Cid == cid);
+    }
+
+    /// <summary>
+    /// A connection went away. Its commands are terminated (ERL 0 has no recovery):
+    /// those not yet in the core are dropped, those in it are aborted and waited for, so
+    /// no buffer is returned while a handler may still use it. The last connection
+    /// closes the session.
+    /// </summary>
+    public async Task ConnectionClosedAsync(IscsiConnection connection)
+    {
+        bool last;
+        lock (gate)
+        {
+            connections.Remove(connection);
+            last = connections.Count == 0;
+            if (last)
+                closed = true;
+        }
+        await AbortAsync(c => c.Connection == connection, coreAlso: true);
+        if (last)
+        {
+            await WaitDrainedAsync(TimeSpan.FromSeconds(60));
+            Fabric.Sessions.Remove(this);
+            Log.Information("iSCSI session {Initiator} (ISID 0x{Isid:x12}, TSIH {Tsih}) to {Target} closed", InitiatorName, Isid, Tsih, Target?.Name ?? "discovery");
+        }
+    }
+
+    /// <summary>Closes every connection (logout of the session, reinstatement, cold reset, shutdown).</summary>
+    public void CloseAll(string why)
+    {
+        IscsiConnection[] all;
+        lock (gate)
+        {
+            closed = true;
+            all = connections.ToArray();
+        }
+        foreach (var c in all)
+            c.Close(why);
+    }
+
+    /// <summary>Completes when every connection has gone and every command has finished.</summary>
+    public async Task WaitClosedAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            lock (gate)
+                if (connections.Count == 0 && outstanding == 0 && tasks.Count == 0)
+                    return;
+            await Task.Delay(10);
+        }
+    }
+
+    // ---- the CmdSN window (RFC 7143 4.2.2.1) ----
+
+    public (uint ExpCmdSN, uint MaxCmdSN) Window()
+    {
+        lock (gate)
+            return WindowLocked();
+    }
+
+    private (uint, uint) WindowLocked()
+    {
+        var slots = Options.QueueDepth - outstanding;
+        if (buffered >= Options.MaxSessionBufferBytes)
+            slots = 0;
+        var max = expCmdSN - 1 + (uint)Math.Max(0, slots);
+        if (Bhs.SnLess(maxCmdSN, max))
+            maxCmdSN = max; // never shrinks: the initiator may already use what was advertised
+        return (expCmdSN, maxCmdSN);
+    }
+
+    /// <summary>
+    /// Takes a non-immediate CmdSN for a PDU that is not a SCSI command (NOP-Out, Text,
+    /// Task Management, Logout). False: outside the window or a duplicate, to be ignored.
+    /// </summary>
+    public bool AcceptCmdSN(uint cmdSN) => Sequence(cmdSN, null);
+
+    /// <summary>Sequences a new command (immediate ones need no CmdSN). False: ignore it.</summary>
+    public bool Admit(IscsiCommand cmd)
+    {
+        lock (gate)
+        {
+            if (closed)
+                return false;
+            if (tasks.ContainsKey(cmd.Itt))
+                throw new ProtocolException(RejectReason.TaskInProgress, $"ITT 0x{cmd.Itt:x8} is already in use");
+            if (!cmd.Immediate && !SequenceLocked(cmd.CmdSN, cmd))
+                return false;
+            tasks.Add(cmd.Itt, cmd);
+            outstanding++;
+            if (cmd.DataOut is not null)
+                buffered += cmd.DataOut.Array.Length;
+            if (cmd.Immediate)
+                Append(cmd);
+            return true;
+        }
+    }
+
+    private bool Sequence(uint cmdSN, IscsiCommand? cmd)
+    {
+        lock (gate)
+            return SequenceLocked(cmdSN, cmd);
+    }
+
+    private bool SequenceLocked(uint cmdSN, IscsiCommand? cmd)
+    {
+        if (Bhs.SnLess(cmdSN, expCmdSN) || Bhs.SnLess(maxCmdSN, cmdSN) || held.ContainsKey(cmdSN))
+            return false;
+        if (cmdSN != expCmdSN)
+        {
+            held[cmdSN] = cmd; // another connection's earlier command is still on its way
+            return true;
+        }
+        expCmdSN++;
+        if (cmd is not null)
+            Append(cmd);
+        while (held.Remove(expCmdSN, out var next))
+        {
+            expCmdSN++;
+            if (next is not null)
+                Append(next);
+        }
+        return true;
+    }
+
+    private void Append(IscsiCommand cmd)
+    {
+        cmd.Sequenced = true;
+        cmd.Prev = tail;
+        cmd.Next = null;
+        if (tail is null) head = cmd; else tail.Next = cmd;
+        tail = cmd;
+    }
+
+    private void Unlink(IscsiCommand cmd)
+    {
+        if (!cmd.Sequenced)
+            return;
+        if (cmd.Prev is null) head = cmd.Next; else cmd.Prev.Next = cmd.Next;
+        if (cmd.Next is null) tail = cmd.Prev; else cmd.Next.Prev = cmd.Prev;
+        cmd.Prev = cmd.Next = null;
+        cmd.Sequenced = false;
+    }
+
+    // ---- commands ----
+
+    public IscsiCommand Rent()
+    {
+        lock (gate)
+            if (pool.TryPop(out var c))
+                return c;
+        var cmd = new IscsiCommand(this, Parameters.MaxOutstandingR2T);
+        cmd.Reset();
+        return cmd;
+    }
+
+    public IscsiCommand? Find(uint itt)
+    {
+        lock (gate)
+            return tasks.GetValueOrDefault(itt);
+    }
+
+    /// <summary>A Target Transfer Tag for an R2T, unique in the session and never 0xffffffff.</summary>
+    public uint NextTtt()
+    {
+        lock (gate)
+        {
+            if (++nextTtt == Bhs.ReservedTag)
+                nextTtt = 1;
+            return nextTtt;
+        }
+    }
+
+    /// <summary>Delivers every command whose turn has come to the SCSI core, in order. One thread delivers at a time.</summary>
+    public void Pump()
+    {
+        lock (gate)
+        {
+            if (pumping)
+            {
+                pumpAgain = true;
+                return;
+            }
+            pumping = true;
+        }
+        while (true)
+        {
+            IscsiCommand? next;
+            lock (gate)
+            {
+                next = NextDeliverable();
+                if (next is null)
+                {
+                    if (pumpAgain)
+                    {
+                        pumpAgain = false;
+                        continue;
+                    }
+                    pumping = false;
+                    return;
+                }
+                Unlink(next);
+                next.State = CommandState.Executing;
+                next.Task.DataOutBuffer = next.DataOut;
+                next.Task.DataOutLength = next.DataOut is null ? 0 : next.Needed;
+                next.DataOut = null;
+            }
+            next.Execute(Target!);
+        }
+    }
+
+    private IscsiCommand? NextDeliverable()
+    {
+        var blocked = false;
+        for (var c = head; c is not null; c = c.Next)
+        {
+            if (c.Task.Attribute == TaskAttribute.HeadOfQueue)
+            {
+                if (c.DataComplete)
+                    return c;
+                continue;
+            }
+            if (blocked)
+                continue;
+            if (c.Task.Attribute == TaskAttribute.Ordered)
+            {
+                if (c == head && c.DataComplete)
+                    return c;
+                blocked = true; // nothing behind an ORDERED command may pass it
+                continue;
+            }
+            if (c.DataComplete)
+                return c;
+        }
+        return null;
+    }
+
+    /// <summary>Ends a command that never reached the core (a data sequence error) with CHECK CONDITION.</summary>
+    public void FailBeforeExecution(IscsiCommand cmd, SenseData sense)
+    {
+        lock (gate)
+        {
+            Unlink(cmd);
+            cmd.State = CommandState.Executing;
+        }
+        cmd.Task.SetSense(sense, descriptorFormat: false);
+        Executed(cmd);
+    }
+
+    /// <summary>The core finished a command: queue its response unless it was aborted or its connection is gone.</summary>
+    public void Executed(IscsiCommand cmd)
+    {
+        bool respond;
+        lock (gate)
+        {
+            var aborted = cmd.Aborted || cmd.Task.Aborted;
+            if (cmd.Aborted)
+                executingAborted--;
+            respond = !aborted && !cmd.Connection.IsClosed;
+            if (respond)
+                cmd.State = CommandState.Responding;
+        }
+        if (!respond || !cmd.Connection.Sender.EnqueueResponse(cmd))
+            Retire(cmd);
+    }
+
+    /// <summary>The sender is about to write the response: the command leaves the window.</summary>
+    public void Responding(IscsiCommand cmd)
+    {
+        lock (gate)
+            LeaveLocked(cmd);
+    }
+
+    /// <summary>The response is on the wire (or was dropped): the command object goes back to the pool.</summary>
+    public void Recycle(IscsiCommand cmd)
+    {
+        cmd.Reset();
+        lock (gate)
+        {
+            if (pool.Count < Options.QueueDepth * 2)
+                pool.Push(cmd);
+            NotifyIfDrainedLocked();
+        }
+    }
+
+    /// <summary>Ends a command without a response.</summary>
+    public void Retire(IscsiCommand cmd)
+    {
+        lock (gate)
+            LeaveLocked(cmd);
+        Recycle(cmd);
+    }
+
+    private void LeaveLocked(IscsiCommand cmd)
+    {
+        if (tasks.Remove(cmd.Itt, out var t) && t == cmd)
+        {
+            outstanding--;
+            if (cmd.Task.DataOutBuffer is { } b)
+                buffered -= b.Array.Length;
+            else if (cmd.DataOut is { } d)
+                buffered -= d.Array.Length;
+        }
+        else if (t is not null)
+        {
+            tasks[t.Itt] = t; // a different command owns this ITT; leave it
+        }
+        if (!cmd.Sequenced && !cmd.Immediate && held.TryGetValue(cmd.CmdSN, out var h) && h == cmd)
+            held[cmd.CmdSN] = null; // its CmdSN stays consumed; the object goes back to the pool
+        Unlink(cmd);
+    }
+
+    private void NotifyIfDrainedLocked()
+    {
+        if (drained is not null && tasks.Count == 0)
+        {
+            drained.TrySetResult();
+            drained = null;
+        }
+    }
+
+    private async Task WaitDrainedAsync(TimeSpan timeout)
+    {
+        Task wait;
+        lock (gate)
+        {
+            if (tasks.Count == 0)
+                return;
+            drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            wait = drained.Task;
+        }
+        if (await Task.WhenAny(wait, Task.Delay(timeout)) != wait)
+            Log.Warning("iSCSI session {Initiator}: commands still running {Seconds} s after close", InitiatorName, timeout.TotalSeconds);
+    }
+
+    // ---- task management ----
+
+    /// <summary>
+    /// Aborts this session's commands that match and have no response queued yet. Those
+    /// still gathering data are dropped at once; those in the core are aborted there
+    /// (when <paramref name="coreAlso"/>) and awaited. Returns how many were aborted.
+    /// </summary>
+    public async Task<int> AbortAsync(Func<IscsiCommand, bool> match, bool coreAlso)
+    {
+        var dropped = new List<IscsiCommand>();
+        var inCore = new List<IscsiCommand>();
+        lock (gate)
+        {
+            foreach (var c in tasks.Values)
+            {
+                if (c.Aborted || c.State == CommandState.Responding || !match(c))
+                    continue;
+                c.Aborted = true;
+                if (c.State == CommandState.Receiving && c.ReaderBusy)
+                    c.RetireAfterRead = true;
+                else if (c.State == CommandState.Receiving)
+                    dropped.Add(c);
+                else
+                {
+                    executingAborted++;
+                    inCore.Add(c);
+                }
+            }
+        }
+        foreach (var c in dropped)
+            Retire(c);
+        if (coreAlso)
+            foreach (var c in inCore)
+                c.Task.RunningOn?.AbortTasks(t => t == c.Task);
+        await WaitAbortedAsync(null);
+        return dropped.Count + inCore.Count;
+    }
+
+    /// <summary>Waits until this session's aborted commands, and the LUN's aborted tasks, have left the core.</summary>
+    public async Task WaitAbortedAsync(ScsiLun? lun)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            bool busy;
+            lock (gate)
+                busy = executingAborted > 0;
+            if (!busy && (lun is null || lun.FindTask(static t => t.Aborted) is null))
+                return;
+            await Task.Delay(1);
+        }
+        Log.Warning("iSCSI session {Initiator}: aborted commands did not finish within 60 s", InitiatorName);
+    }
+
+    /// <summary>
+    /// The command a Data-Out belongs to, marked busy for the reader; null when there is
+    /// none still gathering data on <paramref name="connection"/> (aborted tasks' late data is dropped).
+    /// </summary>
+    public IscsiCommand? BeginDataOut(uint itt, IscsiConnection connection)
+    {
+        lock (gate)
+        {
+            if (!tasks.TryGetValue(itt, out var cmd) || cmd.Aborted || cmd.State != CommandState.Receiving || cmd.Connection != connection)
+                return null;
+            cmd.ReaderBusy = true;
+            return cmd;
+        }
+    }
+
+    /// <summary>The reader is done with <paramref name="cmd"/>; false when an abort came meanwhile (the command is then retired).</summary>
+    public bool EndRead(IscsiCommand cmd)
+    {
+        bool retire;
+        lock (gate)
+        {
+            cmd.ReaderBusy = false;
+            retire = cmd.RetireAfterRead;
+        }
+        if (retire)
+            Retire(cmd);
+        return !retire;
+    }
+
+    /// <summary>Waits until no command that matches is outstanding (before a logout response).</summary>
+    public async Task WaitIdleAsync(Func<IscsiCommand, bool> match, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            lock (gate)
+                if (!tasks.Values.Any(match))
+                    return;
+            await Task.Delay(1);
+        }
+    }
+
+    /// <summary>The command an ABORT TASK names, if it can still be aborted.</summary>
+    public IscsiCommand? FindAbortable(uint itt)
+    {
+        lock (gate)
+            return tasks.TryGetValue(itt, out var c) && !c.Aborted && c.State != CommandState.Responding ? c : null;
+    }
+
+    public SessionInfo Describe()
+    {
+        var conns = Connections;
+        var first = conns.FirstOrDefault();
+        var (exp, max) = Window();
+        int count;
+        lock (gate)
+            count = outstanding;
+        return new SessionInfo("iscsi", Target?.Name ?? "(discovery)", InitiatorName, InitiatorPort,
+            conns.Select(c => c.RemoteEndPoint).ToList(),
+            first?.Parameters.HeaderDigest == true ? "CRC32C" : "None",
+            first?.Parameters.DataDigest == true ? "CRC32C" : "None",
+            new Dictionary<string, string>
+            {
+                ["tsih"] = Tsih.ToString(),
+                ["type"] = Discovery ? "discovery" : "normal",
+                ["expCmdSN"] = exp.ToString(),
+                ["maxCmdSN"] = max.ToString(),
+                ["outstanding"] = count.ToString(),
+                ["maxBurstLength"] = Parameters.MaxBurstLength.ToString(),
+                ["firstBurstLength"] = Parameters.FirstBurstLength.ToString(),
+                ["initialR2T"] = Parameters.InitialR2T ? "Yes" : "No",
+                ["immediateData"] = Parameters.ImmediateData ? "Yes" : "No",
+                ["maxConnections"] = Parameters.MaxConnections.ToString(),
+                ["since"] = Created.ToString("u"),
+            });
+    }
+}

@@ -1,0 +1,123 @@
+using System.Text;
+using Microsoft.Extensions.Configuration;
+using HandlerRuntime.Fabrics.Iscsi;
+using HandlerRuntime.Fabrics.Iscsi.Login;
+using HandlerRuntime.Fabrics.Iscsi.Protocol;
+using HandlerRuntime.Scsi;
+
+namespace HandlerRuntime.Iscsi.Tests;
+
+/// <summary>The fabric's pure parts: CRC32C, text keys, negotiation, transfer lengths.</summary>
+public sealed class ProtocolUnitTests
+{
+    [Fact]
+    public void Crc32C_matches_the_RFC_3720_B4_vectors()
+    {
+        Assert.Equal(0x8A9136AAu, Crc32C.Compute(new byte[32]));
+        Assert.Equal(0x62A8AB43u, Crc32C.Compute(Enumerable.Repeat((byte)0xFF, 32).ToArray()));
+        Assert.Equal(0x46DD794Eu, Crc32C.Compute(Enumerable.Range(0, 32).Select(i => (byte)i).ToArray()));
+        Assert.Equal(0x113FDB5Cu, Crc32C.Compute(Enumerable.Range(0, 32).Select(i => (byte)(31 - i)).ToArray()));
+    }
+
+    [Fact]
+    public void Crc32C_accelerated_equals_table_at_every_length_and_alignment()
+    {
+        var data = new byte[1000];
+        new Random(7).NextBytes(data);
+        for (var start = 0; start < 9; start++)
+            for (var length = 0; length < 300; length += 7)
+            {
+                var span = data.AsSpan(start, length);
+                Assert.Equal(RawInitiator.TableCrc32C(span), Crc32C.Compute(span));
+                Assert.Equal(~Crc32C.AppendTable(~0u, span), Crc32C.Compute(span));
+            }
+    }
+
+    [Fact]
+    public void Text_keys_parse_in_order_and_refuse_duplicates()
+    {
+        var list = new List<KeyValuePair<string, string>>();
+        Assert.True(TextKeys.TryParse(Encoding.UTF8.GetBytes("A=1\0B=x,y\0"), list, out _));
+        Assert.Equal([new("A", "1"), new("B", "x,y")], list);
+        Assert.False(TextKeys.TryParse(Encoding.UTF8.GetBytes("A=1\0A=2\0"), new(), out var dup));
+        Assert.Contains("twice", dup);
+        Assert.False(TextKeys.TryParse(Encoding.UTF8.GetBytes("novalue\0"), new(), out _));
+    }
+
+    [Fact]
+    public void Negotiation_follows_RFC_7143_rules()
+    {
+        var options = IscsiOptions.Default with { MaxBurstLength = 131072, FirstBurstLength = 65536, HeaderDigest = ["CRC32C", "None"], DataDigest = ["None"] };
+        var session = new SessionParameters();
+        var connection = new ConnectionParameters();
+        var n = new Negotiator(options, session, connection, leading: true);
+        var reply = new List<KeyValuePair<string, string>>();
+        void Ask(string k, string v) => Assert.True(n.TryAnswer(k, v, reply, discovery: false));
+        Ask("HeaderDigest", "None,CRC32C");   // initiator's first acceptable choice wins
+        Ask("DataDigest", "CRC32C");            // not accepted here
+        Ask("MaxBurstLength", "262144");        // minimum
+        Ask("FirstBurstLength", "262144");
+        Ask("InitialR2T", "No");                // OR
+        Ask("ImmediateData", "Yes");            // AND
+        Ask("DefaultTime2Wait", "0");           // maximum
+        Ask("ErrorRecoveryLevel", "2");
+        Ask("MaxRecvDataSegmentLength", "16384");
+        Ask("MaxOutstandingR2T", "abc");
+        var answers = reply.ToDictionary(kv => kv.Key, kv => kv.Value);
+        Assert.Equal("None", answers["HeaderDigest"]);
+        Assert.Equal("Reject", answers["DataDigest"]);
+        Assert.Equal("131072", answers["MaxBurstLength"]);
+        Assert.Equal("65536", answers["FirstBurstLength"]);
+        Assert.Equal("No", answers["InitialR2T"]);
+        Assert.Equal("Yes", answers["ImmediateData"]);
+        Assert.Equal("2", answers["DefaultTime2Wait"]);
+        Assert.Equal("0", answers["ErrorRecoveryLevel"]);
+        Assert.Equal(options.MaxRecvDataSegmentLength.ToString(), answers["MaxRecvDataSegmentLength"]);
+        Assert.Equal("Reject", answers["MaxOutstandingR2T"]);
+        Assert.False(connection.HeaderDigest);
+        Assert.Equal(16384, connection.InitiatorMaxRecvDataSegmentLength);
+        Assert.Equal(131072, session.MaxBurstLength);
+        Assert.False(session.InitialR2T);
+        Assert.False(n.TryAnswer("X-com.example.thing", "1", reply, false));
+
+        var secondary = new Negotiator(options, session, new ConnectionParameters(), leading: false);
+        var r2 = new List<KeyValuePair<string, string>>();
+        Assert.True(secondary.TryAnswer("MaxBurstLength", "512", r2, false));
+        Assert.Equal("Irrelevant", r2[0].Value);
+        Assert.Equal(131072, session.MaxBurstLength);
+    }
+
+    [Fact]
+    public void Options_are_validated_with_one_sentence_each()
+    {
+        var json = """{ "iscsi": { "queueDepth": 0, "firstBurstLength": 9000000, "maxBurstLength": 65536, "headerDigest": ["MD5"] } }""";
+        var config = new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(json))).Build();
+        var (options, errors) = IscsiOptions.From(config.GetSection("iscsi"));
+        Assert.Null(options);
+        Assert.Contains(errors, e => e.StartsWith("iscsi.queueDepth:"));
+        Assert.Contains(errors, e => e.StartsWith("iscsi.firstBurstLength:"));
+        Assert.Contains(errors, e => e.StartsWith("iscsi.headerDigest: 'MD5'"));
+    }
+
+    [Theory]
+    [InlineData("2A00000000000000080000", 512, 8 * 512)]           // WRITE(10) 8 blocks
+    [InlineData("0A00000000000000", 512, 256 * 512)]              // WRITE(6) 0 = 256 blocks
+    [InlineData("4100000000000000100000", 4096, 4096)]             // WRITE SAME(10): one block
+    [InlineData("930100000000000000000000000000100000", 512, 0)]   // WRITE SAME(16) NDOB
+    [InlineData("8900000000000000000000000004000000", 512, 4096)]  // COMPARE AND WRITE 4 blocks: twice
+    [InlineData("2F00000000000000040000", 512, 0)]                 // VERIFY(10) BYTCHK 0
+    [InlineData("2F02000000000000040000", 512, 2048)]              // VERIFY(10) BYTCHK 1
+    [InlineData("420000000000000018000000", 512, 24)]              // UNMAP parameter list
+    public void Transfer_length_of_data_out_commands(string cdbHex, int blockSize, long expected)
+        => Assert.Equal(expected, TransferLength.DataOutBytes(Convert.FromHexString(cdbHex), blockSize));
+
+    [Fact]
+    public void Transfer_length_is_unknown_for_commands_without_data_out()
+    {
+        Assert.Null(TransferLength.DataOutBytes(Convert.FromHexString("28000000000000000100"), 512));
+        var cdb = Convert.FromHexString("2A000000000000000200");
+        Assert.True(TransferLength.TryTruncateWrite(cdb, 512, 512));
+        Assert.Equal(1, cdb[8]);
+        Assert.False(TransferLength.TryTruncateWrite(cdb, 512, 200));
+    }
+}
