@@ -218,7 +218,7 @@ public sealed class Daemon : IAsyncDisposable
             .OrderBy(l => l.Name, StringComparer.Ordinal).ToList();
 
     public static LunDto ToDto(LunEntry e) => new(e.Name, e.Definition.Cfgstring, e.SizeBytes, e.Lun.BlockSize, e.Target.Name, e.Number,
-        e.Lun.WriteCacheEnabled, e.Definition.ReadOnly, "serving", null, e.Handler.Subtype, e.Plugin.Name, e.Lun.Identity.Serial, e.Lun.Identity.Wwn);
+        e.Lun.WriteCacheEnabled, e.Definition.ReadOnly, "serving", null, e.Handler.Subtype, e.Plugin.Name, e.Lun.Identity.Serial, e.Lun.Identity.Wwn, e.Definition.Removable);
 
     public LsDto Ls()
     {

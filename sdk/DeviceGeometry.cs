@@ -28,6 +28,26 @@ public sealed record DeviceGeometry
     public static DeviceGeometry FromSize(long sizeBytes, int logicalBlockSize)
         => new() { LogicalBlockSize = logicalBlockSize, BlockCount = sizeBytes / logicalBlockSize };
 
+    /// <summary>
+    /// The same geometry with physical blocks of <paramref name="physicalBytes"/> (for example
+    /// the filesystem block or page size): initiators then align I/O and UNMAP to whole
+    /// physical blocks, which the store can really deallocate. No effect when the logical
+    /// block is already that large.
+    /// </summary>
+    public DeviceGeometry WithPhysicalBlockSize(int physicalBytes)
+    {
+        var perPhysical = Math.Max(1, physicalBytes / LogicalBlockSize);
+        return this with { PhysicalBlockExponent = System.Numerics.BitOperations.Log2((uint)perPhysical), UnmapGranularityBlocks = perPhysical };
+    }
+
+    /// <summary>
+    /// The same geometry with an unmap granularity of <paramref name="bytes"/> (for example the
+    /// filesystem block or page size, the smallest range the store can really deallocate),
+    /// reported as VPD B0h OPTIMAL UNMAP GRANULARITY.
+    /// </summary>
+    public DeviceGeometry WithUnmapGranularity(int bytes)
+        => this with { UnmapGranularityBlocks = Math.Max(1, bytes / LogicalBlockSize) };
+
     /// <summary>Whether <paramref name="blockSize"/> is a block size SCSI initiators accept (512 to 4096, power of two).</summary>
     public static bool IsValidBlockSize(int blockSize)
         => blockSize is 512 or 1024 or 2048 or 4096;

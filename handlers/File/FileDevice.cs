@@ -23,7 +23,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         this.path = path;
         this.blockDevice = blockDevice;
         fd = (int)handle.DangerousGetHandle();
-        geometry = DeviceGeometry.FromSize(size, blockSize);
+        geometry = DeviceGeometry.FromSize(size, blockSize).WithUnmapGranularity(4096);
         var caps = DeviceCapabilities.Flush;
         if (!readOnly)
         {

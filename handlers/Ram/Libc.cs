@@ -12,6 +12,10 @@ internal static unsafe partial class Libc
     public const int MremapMayMove = 1;
     public const int FallocKeepSize = 0x01, FallocPunchHole = 0x02;
     public static readonly nint MapFailed = -1;
+    public const int SeekData = 3, SeekHole = 4, ENXIO = 6;
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial long lseek(int fd, long offset, int whence);
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);

@@ -8,7 +8,7 @@ namespace HandlerRuntime.Handlers.Ram;
 /// on first touch and are dropped by UNMAP) or a shared mapping of a file (msync on
 /// flush and FUA). Reads and writes are memory copies and complete synchronously.
 /// </summary>
-internal sealed unsafe class MappedMemoryDevice : IBlockDevice
+internal sealed unsafe class MappedMemoryDevice : IBlockDevice, IProvisioningStatus
 {
     private static readonly long PageSize = Environment.SystemPageSize;
     private readonly SafeFileHandle? file;
@@ -16,6 +16,7 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice
     private nint address;
     private long length;
     private DeviceGeometry geometry;
+    private readonly PageMap written;
 
     private MappedMemoryDevice(SafeFileHandle? file, string? path, nint address, long length, int blockSize, bool readOnly)
     {
@@ -23,7 +24,10 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice
         this.path = path;
         this.address = address;
         this.length = length;
-        geometry = DeviceGeometry.FromSize(length, blockSize);
+        written = new PageMap(length, (int)PageSize);
+        if (file is not null)
+            MapExistingData(file, length);
+        geometry = DeviceGeometry.FromSize(length, blockSize).WithUnmapGranularity(4096);
         var caps = DeviceCapabilities.Resize;
         if (!readOnly)
             caps |= DeviceCapabilities.Write | DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes | DeviceCapabilities.WriteZeroes;
@@ -96,6 +100,7 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
     {
         source.Span.CopyTo(Range(offset, source.Length));
+        written.MarkWritten(offset, source.Length);
         if ((flags & WriteFlags.Fua) != 0)
             Sync(offset, source.Length);
         return default;
@@ -110,18 +115,45 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice
     public ValueTask UnmapAsync(long offset, long count, CancellationToken cancellationToken)
     {
         Discard(offset, count);
+        written.MarkDeallocated(offset, count);
         return default;
     }
 
     public ValueTask WriteZeroesAsync(long offset, long count, ZeroFlags flags, CancellationToken cancellationToken)
     {
+        // Zeros need no memory either way: the pages are dropped. Without MayUnmap the range
+        // stays mapped as far as GET LBA STATUS is concerned.
+        Discard(offset, count);
         if ((flags & ZeroFlags.MayUnmap) != 0)
-            Discard(offset, count);
+            written.MarkDeallocated(offset, count);
         else
-            Clear(offset, count);
+            written.MarkWritten(offset, count);
         if ((flags & ZeroFlags.Fua) != 0)
             Sync(offset, count);
         return default;
+    }
+
+    public ValueTask<(bool Mapped, long Length)> GetExtentAsync(long offset, long maxLength, CancellationToken cancellationToken)
+        => ValueTask.FromResult(written.Extent(offset, maxLength));
+
+    /// <summary>A file mapped at open already holds data wherever it is not a hole.</summary>
+    private void MapExistingData(SafeFileHandle handle, long size)
+    {
+        var fd = (int)handle.DangerousGetHandle();
+        for (long at = 0; at < size;)
+        {
+            var data = Libc.lseek(fd, at, Libc.SeekData);
+            if (data < 0)
+            {
+                if (Libc.Errno != Libc.ENXIO)
+                    written.SetAll(true); // cannot tell: call everything written
+                return;
+            }
+            var hole = Libc.lseek(fd, data, Libc.SeekHole);
+            var end = hole < 0 ? size : Math.Min(hole, size);
+            written.MarkWritten(data, end - data);
+            at = end;
+        }
     }
 
     /// <summary>Drops whole pages (they read back as zeros) and zeroes the partial pages at the edges.</summary>
@@ -176,6 +208,7 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice
         }
         address = moved;
         length = newSize;
+        written.Resize(newSize);
         geometry = geometry with { BlockCount = newSize / geometry.LogicalBlockSize };
         return default;
     }

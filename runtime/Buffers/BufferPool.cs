@@ -33,7 +33,7 @@ public sealed class BufferPool
         var shift = Math.Max(MinShift, 32 - System.Numerics.BitOperations.LeadingZeroCount((uint)Math.Max(1, minimumLength) - 1));
         PooledBuffer buffer;
         if (shift > MaxShift)
-            buffer = new PooledBuffer(null, GC.AllocateUninitializedArray<byte>(minimumLength, pinned: true));
+            buffer = new PooledBuffer(null, GC.AllocateUninitializedArray<byte>(minimumLength, pinned: true)) { Rented = true };
         else
             buffer = classes[shift - MinShift].Rent();
         buffer.Length = minimumLength;

@@ -32,6 +32,7 @@ public static class ConfigStore
             if (d.Lun is not null) o["lun"] = d.Lun;
             if (!d.WriteCache) o["writeCache"] = false;
             if (d.ReadOnly) o["readOnly"] = true;
+            if (d.Removable) o["removable"] = true;
             array.Add(o);
         }
         // Keep the key where it was: rebuild the object in its original order.

@@ -113,7 +113,12 @@ public sealed record RuntimeSettings
                 else
                     errors.Add($"{where}.lun: '{lunText}' is not a number.");
             }
-            def = def with { WriteCache = Bool(l, "writeCache", true, where, errors), ReadOnly = Bool(l, "readOnly", false, where, errors) };
+            def = def with
+            {
+                WriteCache = Bool(l, "writeCache", true, where, errors),
+                ReadOnly = Bool(l, "readOnly", false, where, errors),
+                Removable = Bool(l, "removable", false, where, errors),
+            };
             if (def.Validate() is { } invalid)
                 errors.Add($"{where}: {invalid}");
             if (luns.Any(x => x.Name == def.Name))

@@ -19,13 +19,13 @@ public sealed record CheckConfigRequest(string Cfgstring);
 
 public sealed record CheckConfigDto(string Cfgstring, bool Valid, string? Reason);
 
-public sealed record LunCreateRequest(string Name, string Cfgstring, long? Size, int? BlockSize, string? Target, int? Lun, bool? WriteCache, bool? ReadOnly);
+public sealed record LunCreateRequest(string Name, string Cfgstring, long? Size, int? BlockSize, string? Target, int? Lun, bool? WriteCache, bool? ReadOnly, bool? Removable = null);
 
 public sealed record LunResizeRequest(long Size);
 
 public sealed record LunDto(
     string Name, string Cfgstring, long Size, int BlockSize, string? Target, int? Lun, bool WriteCache, bool ReadOnly,
-    string State, string? Reason, string? Handler, string? Plugin, string? Serial, string? Wwn);
+    string State, string? Reason, string? Handler, string? Plugin, string? Serial, string? Wwn, bool Removable = false);
 
 public sealed record TargetDto(string Name, IReadOnlyList<string> AllowedInitiators, bool Chap, bool MutualChap, IReadOnlyList<LunDto> Luns, IReadOnlyList<SessionInfo> Sessions);
 

@@ -78,6 +78,7 @@ public sealed partial class ControlServer : IAsyncDisposable
                 Lun = r.Lun,
                 WriteCache = r.WriteCache ?? true,
                 ReadOnly = r.ReadOnly ?? false,
+                Removable = r.Removable ?? false,
             };
             var entry = await d.Luns.CreateAsync(def, ct);
             return Results.Created($"/v1/luns/{entry.Name}", Daemon.ToDto(entry));

@@ -25,6 +25,9 @@ public sealed partial record LunDefinition(string Name, string Cfgstring)
 
     public bool ReadOnly { get; init; }
 
+    /// <summary>Removable medium (RMB=1): START STOP UNIT can eject and load it, PREVENT ALLOW MEDIUM REMOVAL holds it.</summary>
+    public bool Removable { get; init; }
+
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
     private static partial Regex NamePattern();
 

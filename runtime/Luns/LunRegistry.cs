@@ -121,7 +121,7 @@ public sealed class LunRegistry : IAsyncDisposable
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler opened it with {g.LogicalBlockSize}-byte blocks, not the requested {definition.BlockSize}.");
             if (!DeviceGeometry.IsValidBlockSize(g.LogicalBlockSize) || g.BlockCount <= 0)
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler reported an unusable geometry ({g.BlockCount} blocks of {g.LogicalBlockSize} bytes).");
-            var lun = new ScsiLun(LunIdentity.FromName(definition.Name, subtype), device, definition.ReadOnly, definition.WriteCache, log);
+            var lun = new ScsiLun(LunIdentity.FromName(definition.Name, subtype), device, definition.ReadOnly, definition.WriteCache, log, definition.Removable);
             relay.Attach(lun);
             if (!target.TryMap(number, lun))
                 throw new LunException($"LUN number {number} of {target.Name} was taken meanwhile; try again.", LunError.Conflict);
@@ -329,7 +329,8 @@ public sealed class LunRegistry : IAsyncDisposable
             && string.Equals(want.Target ?? targets.DefaultName, have.Target, StringComparison.OrdinalIgnoreCase)
             && (want.Lun is null || want.Lun == entry.Number)
             && want.WriteCache == have.WriteCache
-            && want.ReadOnly == have.ReadOnly;
+            && want.ReadOnly == have.ReadOnly
+            && want.Removable == have.Removable;
         if (!same)
             return Change.Other;
         return want.Size != 0 && want.Size != entry.SizeBytes ? Change.Size : Change.None;

@@ -34,6 +34,8 @@ internal static class Cdb
         RangeLayout.Cdb10 => (U32(cdb, 2), U16(cdb, 7)),
         RangeLayout.Cdb12 => (U32(cdb, 2), U32(cdb, 6)),
         RangeLayout.Cdb16 => (U64(cdb, 2), U32(cdb, 10)),
+        RangeLayout.CompareAndWrite => (U64(cdb, 2), cdb[13]),
+        RangeLayout.LbaOnly16 => (U64(cdb, 2), 0),
         _ => (0, 0),
     };
 }
@@ -46,4 +48,8 @@ internal enum RangeLayout : byte
     Cdb10,
     Cdb12,
     Cdb16,
+    /// <summary>COMPARE AND WRITE: 8-byte LBA at 2, one-byte block count at 13.</summary>
+    CompareAndWrite,
+    /// <summary>An 8-byte starting LBA at 2 and no length (GET LBA STATUS).</summary>
+    LbaOnly16,
 }

@@ -15,7 +15,7 @@ internal static class CommandDispatcher
     public static ValueTask DispatchAsync(ScsiLun lun, ScsiTask task)
     {
         var cdb = task.CdbSpan;
-        var info = CommandTable.Find(cdb);
+        var info = task.Command;
 
         if ((info is null || (info.Flags & CommandFlags.IgnoresUnitAttention) == 0)
             && lun.UnitAttentions.TryTake(task.Nexus, out var ua))

@@ -16,6 +16,8 @@ internal enum CommandFlags
     IgnoresUnitAttention = 4,
     /// <summary>READ(6)/WRITE(6): a transfer length of 0 means 256 blocks.</summary>
     ZeroMeans256 = 8,
+    /// <summary>Runs alone in the task set, like an ORDERED task: atomic against every other command (COMPARE AND WRITE, ORWRITE).</summary>
+    Exclusive = 16,
 }
 
 /// <summary>
@@ -75,6 +77,17 @@ internal static class CommandTable
         Add("WRITE SAME(10)", [0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.WriteSame, W, RangeLayout.Cdb10);
         Add("WRITE SAME(16)", [0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteSame, W, RangeLayout.Cdb16);
         Add("UNMAP", [0x42, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Unmap, W);
+        Add("COMPARE AND WRITE", [0x89, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0], AtomicCommands.CompareAndWrite, W | CommandFlags.Exclusive, RangeLayout.CompareAndWrite);
+        Add("ORWRITE(16)", [0x8B, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0], AtomicCommands.OrWrite, W | CommandFlags.Exclusive, RangeLayout.Cdb16);
+        Add("PRE-FETCH(10)", [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.PreFetch, M, RangeLayout.Cdb10);
+        Add("PRE-FETCH(16)", [0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.PreFetch, M, RangeLayout.Cdb16);
+        Add("GET LBA STATUS", [0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], ProvisioningCommands.GetLbaStatus, M, RangeLayout.LbaOnly16, sa: 0x12);
+        Add("READ DEFECT DATA(10)", [0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0], BasicCommands.ReadDefectData, M);
+        Add("READ DEFECT DATA(12)", [0xB7, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], BasicCommands.ReadDefectData, M);
+        Add("START STOP UNIT", [0x1B, 0x01, 0, 0x0F, 0xF7, 0], MediumStateCommands.StartStopUnit);
+        Add("PREVENT ALLOW MEDIUM REMOVAL", [0x1E, 0, 0, 0, 0x03, 0], MediumStateCommands.PreventAllowMediumRemoval);
+        Add("REPORT SUPPORTED OPERATION CODES", [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportOperationCodes, sa: 0x0C);
+        Add("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportTaskManagementFunctions, sa: 0x0D);
         // REPORT LUNS is answered by the target (it needs the LUN map), but validated from here.
         Add("REPORT LUNS", [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], static (_, _) => default, U);
     }
@@ -107,4 +120,8 @@ internal static class CommandTable
 
     /// <summary>Whether some service action of this opcode is supported (an unknown service action is then an invalid field, not an invalid opcode).</summary>
     public static bool OpcodeHasServiceActions(byte opcode) => HasServiceActions[opcode];
+
+    /// <summary>The command with this opcode (and service action, for opcodes that have them), or null.</summary>
+    public static CommandInfo? Find(byte opcode, int serviceAction)
+        => HasServiceActions[opcode] ? ByServiceAction.GetValueOrDefault(opcode << 8 | serviceAction) : ByOpcode[opcode];
 }

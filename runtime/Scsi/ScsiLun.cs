@@ -12,18 +12,19 @@ namespace HandlerRuntime.Scsi;
 /// </summary>
 public sealed class ScsiLun : IDeviceEvents
 {
-    /// <summary>The runtime's own cap on one transfer, whatever the device allows.</summary>
-    public const int MaxTransferBytes = 8 << 20;
+    /// <summary>The runtime's own cap on one transfer, whatever the device allows (libiscsi's tests write 32 MiB at once).</summary>
+    public const int MaxTransferBytes = 32 << 20;
 
     private readonly TaskSet taskSet;
     private int readyState; // 0 ready, 1 transitioning (connection lost), 2 lock lost
 
-    public ScsiLun(LunIdentity identity, IBlockDevice device, bool readOnly, bool writeCache, ILogger log)
+    public ScsiLun(LunIdentity identity, IBlockDevice device, bool readOnly, bool writeCache, ILogger log, bool removable = false)
     {
         Identity = identity;
         ReadOnly = readOnly;
         Log = log.ForContext("Lun", identity.Name);
         Mode = new ModeState(writeCache);
+        Medium = new RemovableMedium(removable);
         taskSet = new TaskSet(int.MaxValue);
         AttachDevice(device);
     }
@@ -45,6 +46,8 @@ public sealed class ScsiLun : IDeviceEvents
     internal ModeState Mode { get; }
 
     internal UnitAttentions UnitAttentions { get; } = new();
+
+    internal RemovableMedium Medium { get; }
 
     public bool ReadOnly { get; }
 
@@ -75,6 +78,8 @@ public sealed class ScsiLun : IDeviceEvents
     {
         task.ClearResponse();
         task.RunningOn = this;
+        task.Command = CommandTable.Find(task.CdbSpan);
+        task.Exclusive = task.Command is { } c && (c.Flags & CommandFlags.Exclusive) != 0;
         if (taskSet.TryEnter(task))
             return RunAsync(task);
         return WaitThenRunAsync(task);
@@ -137,7 +142,8 @@ public sealed class ScsiLun : IDeviceEvents
             task.Status = e.Status;
     }
 
-    internal SenseData? NotReadySense => readyState == 1 ? Sense.NotReadyTransitioning : null;
+    /// <summary>Why medium access must wait, if it must: no medium, or the backing store unreachable.</summary>
+    internal SenseData? NotReadySense => Medium.NotPresentSense ?? (readyState == 1 ? Sense.NotReadyTransitioning : null);
 
     // ---- lifecycle: quiesce, swap device, resize ----
 
@@ -212,12 +218,30 @@ public sealed class ScsiLun : IDeviceEvents
     /// <summary>Finds a task in this LUN's task set.</summary>
     public ScsiTask? FindTask(Func<ScsiTask, bool> match) => taskSet.Find(match);
 
-    /// <summary>LOGICAL UNIT RESET: abort every task and tell every nexus (29h/03h, BUS DEVICE RESET FUNCTION OCCURRED).</summary>
+    /// <summary>
+    /// LOGICAL UNIT RESET: abort every task, end PREVENT MEDIUM REMOVAL, and tell every
+    /// nexus (29h/03h, BUS DEVICE RESET FUNCTION OCCURRED).
+    /// </summary>
     public void Reset()
     {
         taskSet.Abort(static _ => true);
+        Medium.Reset();
+        ResetOccurred?.Invoke();
         UnitAttentions.EstablishForAll(new SenseData(SenseKey.UnitAttention, 0x29, 0x03));
     }
+
+    /// <summary>The I_T nexus ended (logout, connection loss): state it held ends with it.</summary>
+    public void NexusLost(ItNexus nexus)
+    {
+        Medium.NexusLost(nexus);
+        NexusLostOccurred?.Invoke(nexus);
+    }
+
+    /// <summary>For per-LU state kept elsewhere in the core (reservations) that a reset clears.</summary>
+    internal event Action? ResetOccurred;
+
+    /// <summary>For per-LU state kept elsewhere in the core that ends with an I_T nexus.</summary>
+    internal event Action<ItNexus>? NexusLostOccurred;
 
     // ---- IDeviceEvents, reported by the handler ----
 

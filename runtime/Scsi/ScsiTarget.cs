@@ -94,6 +94,13 @@ public sealed class ScsiTarget(string name)
             l?.UnitAttentions.EstablishForAll(Sense.ReportedLunsDataChanged);
     }
 
+    /// <summary>Tells every LU of this target that an I_T nexus is gone (the fabric calls this when a session ends).</summary>
+    public void NexusLost(ItNexus nexus)
+    {
+        foreach (var l in luns)
+            l?.NexusLost(nexus);
+    }
+
     public ValueTask ExecuteAsync(ScsiTask task)
     {
         var cdb = task.CdbSpan;

@@ -40,6 +40,13 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
     /// <summary>How many bytes of data-in the initiator will accept (its expected transfer length).</summary>
     public int ExpectedDataInLength { get; set; }
 
+    /// <summary>
+    /// How many bytes of data-out the initiator announced (its expected transfer length),
+    /// which may differ from what the CDB asks and from what the fabric gathered; commands
+    /// whose data-out must be exactly sized (WRITE SAME, COMPARE AND WRITE) check it.
+    /// </summary>
+    public int ExpectedDataOutLength { get; set; }
+
     /// <summary>Write data or parameter list, gathered by the fabric before execution; null when none.</summary>
     public BufferPool.PooledBuffer? DataOutBuffer { get; set; }
 
@@ -82,7 +89,8 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
     /// <summary>Cancelled when the task is aborted.</summary>
     public CancellationToken AbortToken => (abortSource ??= new CancellationTokenSource()).Token;
 
-    // ---- decoded by the dispatcher for medium-access commands ----
+    // ---- decoded by the core ----
+    internal CommandInfo? Command;
     internal ulong Lba;
     internal uint Blocks;
 
@@ -148,6 +156,7 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
         Attribute = TaskAttribute.Simple;
         Direction = DataDirection.None;
         ExpectedDataInLength = 0;
+        ExpectedDataOutLength = 0;
         Aborted = false;
         if (abortSource is not null && !abortSource.TryReset())
         {
@@ -158,6 +167,7 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
         SetNext = SetPrev = null;
         Waiting = Exclusive = false;
         RunningOn = null;
+        Command = null;
     }
 
     // ---- IScsiCommand, the handler's view ----

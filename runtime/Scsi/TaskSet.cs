@@ -28,7 +28,7 @@ internal sealed class TaskSet(int maxConcurrent)
         lock (gate)
         {
             Append(task);
-            task.Exclusive = task.Attribute == TaskAttribute.Ordered;
+            task.Exclusive |= task.Attribute == TaskAttribute.Ordered; // atomic commands arrive already exclusive
             // FIFO among waiters, except HEAD OF QUEUE, which overtakes everything waiting.
             if ((waiting == 0 || task.Attribute == TaskAttribute.HeadOfQueue) && CanStart(task))
             {
@@ -124,12 +124,10 @@ internal sealed class TaskSet(int maxConcurrent)
 
     private bool CanStart(ScsiTask task)
     {
-        if (pauses > 0)
-            return false;
+        if (pauses > 0 || exclusiveRunning)
+            return false; // nothing, not even HEAD OF QUEUE, may break into an atomic or ORDERED command
         if (task.Attribute == TaskAttribute.HeadOfQueue)
             return true;
-        if (exclusiveRunning)
-            return false;
         return task.Exclusive ? running == 0 : running < MaxConcurrent;
     }
 

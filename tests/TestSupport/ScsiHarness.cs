@@ -63,6 +63,7 @@ public sealed class ScsiHarness : IAsyncDisposable
                 task.DataOutBuffer = BufferPool.Shared.Rent(dataOut.Length);
                 dataOut.CopyTo(task.DataOutBuffer.Span);
                 task.DataOutLength = dataOut.Length;
+                task.ExpectedDataOutLength = dataOut.Length;
                 task.Direction = DataDirection.Out;
             }
             else

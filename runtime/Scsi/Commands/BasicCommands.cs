@@ -11,6 +11,18 @@ internal static class BasicCommands
         return default;
     }
 
+    /// <summary>READ DEFECT DATA(10)/(12): a virtual medium has no defects; an empty list in the format asked for.</summary>
+    public static ValueTask ReadDefectData(ScsiLun lun, ScsiTask task)
+    {
+        var cdb = task.CdbSpan;
+        var twelve = cdb[0] == 0xB7;
+        var flags = (byte)(twelve ? cdb[1] & 0x1F : cdb[2] & 0x1F);
+        var alloc = twelve ? Cdb.U32(cdb, 6) : Cdb.U16(cdb, 7);
+        var d = DataIn.Begin(task, 8);
+        d[1] = flags; // PLISTV/GLISTV echo what was requested: those lists exist and are empty
+        return DataIn.End(task, twelve ? 8 : 4, alloc);
+    }
+
     /// <summary>REQUEST SENSE: reports (and clears) a pending unit attention, else the LU's state, as data.</summary>
     public static ValueTask RequestSense(ScsiLun lun, ScsiTask task)
     {

@@ -37,6 +37,7 @@ internal static class InquiryCommand
     private static int Standard(ScsiLun lun, Span<byte> d)
     {
         d[0] = 0x00;             // connected, direct access block device
+        d[1] = (byte)(lun.Medium.Removable ? 0x80 : 0); // RMB
         d[2] = 0x06;             // SPC-4
         d[3] = 0x12;             // HISUP, response data format 2
         d[4] = 74 - 5;
@@ -137,8 +138,9 @@ internal static class InquiryCommand
         var g = lun.Geometry;
         d[1] = 0xB0;
         Cdb.Put16(d, 2, 0x3C);
-        d[4] = 0x01; // WSNZ: a WRITE SAME of zero blocks is refused
-        Cdb.Put16(d, 6, Math.Max(1, g.UnmapGranularityBlocks > 1 ? g.UnmapGranularityBlocks : 1));
+        // WSNZ=0: WRITE SAME with zero blocks runs to the end of the medium.
+        d[5] = AtomicCommands.MaxCompareAndWriteBlocks;
+        Cdb.Put16(d, 6, 1 << g.PhysicalBlockExponent); // optimal transfer length granularity: a physical block
         Cdb.Put32(d, 8, (uint)lun.MaxTransferBlocks);
         Cdb.Put32(d, 12, (uint)(g.OptimalTransferBlocks > 0 ? g.OptimalTransferBlocks : Math.Min(lun.MaxTransferBlocks, (1 << 20) / g.LogicalBlockSize)));
         if ((lun.Capabilities & DeviceCapabilities.Unmap) != 0)

@@ -87,6 +87,9 @@ internal static class MediumCommands
         await device.FlushAsync(ct);
     }
 
+    /// <summary>PRE-FETCH: nothing is cached in the runtime, so the blocks never "fit" and the answer is GOOD (SBC-3 5.9).</summary>
+    public static ValueTask PreFetch(ScsiLun lun, ScsiTask task) => default;
+
     public static ValueTask SynchronizeCache(ScsiLun lun, ScsiTask task)
         => (lun.Capabilities & DeviceCapabilities.Flush) != 0 ? lun.Device.FlushAsync(task.AbortToken) : default;
 
@@ -147,28 +150,25 @@ internal static class MediumCommands
         var cdb = task.CdbSpan;
         var unmap = (cdb[1] & 0x08) != 0;
         var ndob = cdb[0] == 0x93 && (cdb[1] & 0x01) != 0;
-        if (task.Blocks == 0)
-            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(cdb[0] == 0x93 ? 10 : 7)); // WSNZ
-        if (task.Blocks > MaxWriteSameBlocks(lun))
+        // WSNZ=0: zero blocks means from the LBA to the end of the medium (SBC-3 5.42).
+        var blocks = task.Blocks == 0 ? (ulong)lun.BlockCount - task.Lba : task.Blocks;
+        if (blocks > MaxWriteSameBlocks(lun))
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(cdb[0] == 0x93 ? 10 : 7));
         if (unmap && (lun.Capabilities & DeviceCapabilities.Unmap) == 0)
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(1, 3));
         var bs = lun.BlockSize;
-        if (!ndob && task.DataOutLength < bs)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        AtomicCommands.RequireExactDataOut(task, ndob ? 0 : bs);
         var pattern = ndob ? ReadOnlyMemory<byte>.Empty : task.DataOutBuffer!.Memory[..bs];
-        var zeroes = ndob || !pattern.Span.ContainsAnyExcept((byte)0);
         var offset = (long)task.Lba * bs;
-        var length = (long)task.Blocks * bs;
+        var length = (long)blocks * bs;
         var caps = lun.Capabilities;
 
-        if (zeroes && unmap && (caps & DeviceCapabilities.UnmapReadsZeroes) != 0)
+        // UNMAP=1 deallocates whatever the data says (as LIO and libiscsi read SBC-3 5.43);
+        // with LBPRZ the range then reads back as zeros.
+        if (unmap)
             return lun.Device.UnmapAsync(offset, length, task.AbortToken);
-        if (zeroes && (caps & DeviceCapabilities.WriteZeroes) != 0)
-        {
-            var flags = (unmap ? ZeroFlags.MayUnmap : ZeroFlags.None) | (lun.Mode.WriteCacheEnabled ? ZeroFlags.None : ZeroFlags.Fua);
-            return lun.Device.WriteZeroesAsync(offset, length, flags, task.AbortToken);
-        }
+        if ((ndob || !pattern.Span.ContainsAnyExcept((byte)0)) && (caps & DeviceCapabilities.WriteZeroes) != 0)
+            return lun.Device.WriteZeroesAsync(offset, length, lun.Mode.WriteCacheEnabled ? ZeroFlags.None : ZeroFlags.Fua, task.AbortToken);
         return WritePatternAsync(lun, offset, length, pattern, bs, task.AbortToken);
     }
 

@@ -95,7 +95,9 @@ public sealed class ScsiCoreTableTests(BundledHandlers handlers) : IClassFixture
         Good("SYNCHRONIZE CACHE(16)", Cdbs.SyncCache16(0, 100)),
 
         Good("WRITE SAME(10)", Cdbs.WriteSame10(200, 16), Blocks512(1)),
-        InvalidField("WRITE SAME(10) zero blocks (WSNZ)", Cdbs.WriteSame10(200, 0), Blocks512(1)),
+        Good("WRITE SAME(10) zero blocks runs to the end (WSNZ=0)", Cdbs.WriteSame10(Blocks - 10, 0), Blocks512(1)),
+        Bad("WRITE SAME(10) with two blocks of data-out", Cdbs.WriteSame10(200, 1), SenseKey.IllegalRequest, 0x0E, 0x03, Blocks512(2)),
+        Bad("WRITE SAME(16) NDOB with data-out", Cdbs.WriteSame16(200, 1, 0x01), SenseKey.IllegalRequest, 0x0E, 0x03, Blocks512(1)),
         InvalidField("WRITE SAME(10) ANCHOR", Cdbs.WriteSame10(200, 1, 0x10), Blocks512(1)),
         Good("WRITE SAME(10) UNMAP", Cdbs.WriteSame10(200, 16, 0x08), Blocks512(1, 0)),
         OutOfRange("WRITE SAME(10) across the end", Cdbs.WriteSame10(Blocks - 1, 2), Blocks512(1)),

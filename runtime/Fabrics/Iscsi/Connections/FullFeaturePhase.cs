@@ -145,6 +145,7 @@ internal sealed partial class IscsiConnection
         };
         task.Direction = (read ? DataDirection.In : 0) | (write ? DataDirection.Out : 0);
         task.ExpectedDataInLength = read ? (int)Math.Min(int.MaxValue, write ? bidiReadLength : edtl) : 0;
+        task.ExpectedDataOutLength = write ? (int)Math.Min(int.MaxValue, edtl) : 0;
 
         if (write)
         {

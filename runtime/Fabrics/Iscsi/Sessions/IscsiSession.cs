@@ -110,6 +110,8 @@ internal sealed class IscsiSession
         {
             await WaitDrainedAsync(TimeSpan.FromSeconds(60));
             Fabric.Sessions.Remove(this);
+            if (Nexus is not null)
+                Target?.NexusLost(Nexus); // I_T nexus loss: PREVENT and SPC-2 reservations end with it
             Log.Information("iSCSI session {Initiator} (ISID 0x{Isid:x12}, TSIH {Tsih}) to {Target} closed", InitiatorName, Isid, Tsih, Target?.Name ?? "discovery");
         }
     }
