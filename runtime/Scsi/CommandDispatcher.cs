@@ -16,6 +16,8 @@ internal static class CommandDispatcher
     {
         var cdb = task.CdbSpan;
         var info = CommandTable.Find(cdb);
+        if (info is not null && (info.Flags & CommandFlags.ZonedOnly) != 0 && lun.Device is not IZonedBlockDevice)
+            info = null; // ZBC IN/OUT exist only on zoned LUNs
 
         if ((info is null || (info.Flags & CommandFlags.IgnoresUnitAttention) == 0)
             && lun.UnitAttentions.TryTake(task.Nexus, out var ua))
@@ -90,7 +92,8 @@ internal static class CommandDispatcher
             return;
         var op = task.CdbSpan.IsEmpty ? (byte)0 : task.CdbSpan[0];
         // An opcode we know with an unknown service action is a bad field, not a bad opcode.
-        lun.Fail(task, CommandTable.OpcodeHasServiceActions(op) ? Sense.InvalidFieldInCdb.WithFieldPointer(1, 4) : Sense.InvalidOpcode);
+        var known = CommandTable.OpcodeHasServiceActions(op) && (lun.Device is IZonedBlockDevice || !Commands.ZonedCommands.IsZbcOpcode(op));
+        lun.Fail(task, known ? Sense.InvalidFieldInCdb.WithFieldPointer(1, 4) : Sense.InvalidOpcode);
     }
 
     private static async ValueTask HookThenEmulateAsync(ScsiLun lun, ScsiTask task, CommandInfo info)

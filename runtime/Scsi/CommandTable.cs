@@ -16,6 +16,8 @@ internal enum CommandFlags
     IgnoresUnitAttention = 4,
     /// <summary>READ(6)/WRITE(6): a transfer length of 0 means 256 blocks.</summary>
     ZeroMeans256 = 8,
+    /// <summary>ZBC IN/OUT: exists only on LUNs whose device is an IZonedBlockDevice; elsewhere an unknown opcode.</summary>
+    ZonedOnly = 16,
 }
 
 /// <summary>
@@ -74,6 +76,14 @@ internal static class CommandTable
         Add("UNMAP", [0x42, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Unmap, W);
         // REPORT LUNS is answered by the target (it needs the LUN map), but validated from here.
         Add("REPORT LUNS", [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], static (_, _) => default, U);
+
+        // ---- zoned block commands (ZBC-1 5.2-5.6), only on zoned LUNs ----
+        const CommandFlags Z = CommandFlags.ZonedOnly;
+        Add("REPORT ZONES", [0x95, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBF, 0], ZonedCommands.ReportZones, M | Z, sa: 0x00);
+        Add("CLOSE ZONE", [0x94, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x01);
+        Add("FINISH ZONE", [0x94, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x02);
+        Add("OPEN ZONE", [0x94, 0x03, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x03);
+        Add("RESET WRITE POINTER", [0x94, 0x04, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x04);
     }
 
     private static void Add(string name, byte[] usage, CommandExecutor execute, CommandFlags flags = CommandFlags.None, RangeLayout range = RangeLayout.None, int sa = -1)
