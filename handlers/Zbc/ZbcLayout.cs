@@ -105,7 +105,7 @@ internal sealed record ZbcLayout
         if (options.LbaSize is { } lba && lba != LbaSize)
             Differs($"lba-{LbaSize}", $"lba-{lba}");
         if (requestedBlockSize != 0 && requestedBlockSize != LbaSize)
-            Differs($"{LbaSize}-byte blocks", $"a {requestedBlockSize}-byte block size");
+            Differs($"{LbaSize}-byte blocks", $"{requestedBlockSize}-byte blocks");
         if (options.ZoneSizeMiB is { } zsize && ((long)zsize << 20) != ZoneSizeBytes)
             Differs(ZoneSizeBytes % (1 << 20) == 0 ? $"zsize-{ZoneSizeBytes >> 20}" : $"{ZoneSizeBytes}-byte zones", $"zsize-{zsize}");
         if (options.ConventionalZones is { } conv && conv != ConventionalZones)
@@ -118,7 +118,7 @@ internal sealed record ZbcLayout
             Differs($"a size of {CapacityBlocks * LbaSize} bytes", $"a size of {requestedSize} bytes");
         if (has.Count == 0)
             return null;
-        return $"{options.Path} holds a zbc device formatted with {string.Join(", ", has)}, which contradicts the requested {string.Join(", ", asked)}; " +
+        return $"{options.Path} holds a zbc device with {string.Join(", ", has)}, but the cfgstring or LUN settings ask for {string.Join(", ", asked)}; " +
                "drop those settings to use the device as it is, or give another path to create a new one (an existing device is never reformatted).";
     }
 
