@@ -28,7 +28,29 @@ internal sealed class ZbcDevice : IBlockDevice, IZonedBlockDevice, IHasStatus
     private long persistCompleted;
     private int disposed;
 
-    public ZbcDevice(ZbcStore store, ZoneTable table, bool readOnly)
+    /// <summary>
+    /// The device over an opened store, in the state its records describe. Writable devices
+    /// first recover: whatever lies above a recorded write pointer is left over from writes
+    /// whose pointer never became durable, or from a reset cut short, and is punched out so
+    /// that no later pointer can ever cover it.
+    /// </summary>
+    public static ZbcDevice Open(ZbcStore store, ReadOnlySpan<ZbcFormat.ZoneRecord> records, bool readOnly)
+    {
+        var table = new ZoneTable(store.Layout, records);
+        if (!readOnly)
+        {
+            for (var i = 0; i < table.Count; i++)
+            {
+                var zone = table[i];
+                if (zone.Condition is ZoneCondition.Empty or ZoneCondition.Closed)
+                    store.ZeroBlocks(zone.WritePointer, zone.End - zone.WritePointer, mustZeroBlocks: 0);
+            }
+            store.SyncAll();
+        }
+        return new ZbcDevice(store, table, readOnly);
+    }
+
+    private ZbcDevice(ZbcStore store, ZoneTable table, bool readOnly)
     {
         this.store = store;
         this.table = table;

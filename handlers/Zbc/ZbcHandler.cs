@@ -30,43 +30,25 @@ public sealed class ZbcHandler : IHandler
                 throw new HandlerConfigException($"{path} does not hold a zbc device yet and the LUN is read-only, so it cannot be created.");
             var layout = ZbcLayout.ForNewDevice(options, context.RequestedSize, context.RequestedBlockSize, out error)
                 ?? throw new HandlerConfigException(error!);
-            ZbcStore.Format(path, layout, fileExistsEmpty: length == 0);
+            ZbcStore.FormatFile(path, layout, fileExistsEmpty: length == 0);
             context.Logger.LogInformation("{Path}: formatted a new zbc device: {Layout}", path, layout);
         }
 
-        var (store, records) = ZbcStore.Open(path, context.ReadOnly);
+        var (store, records) = ZbcStore.Open(ZbcStore.OpenFile(path, context.ReadOnly), path);
         try
         {
             if (store.Layout.Contradictions(options, context.RequestedSize, context.RequestedBlockSize) is { } contradiction)
                 throw new HandlerConfigException(contradiction);
             if (options.OpenZones is { } open && open != store.Layout.OpenZones)
                 context.Logger.LogInformation("{Path}: open-{Asked} is capped at {Open}, half the sequential zones", path, open, store.Layout.OpenZones);
-            var table = new ZoneTable(store.Layout, records);
-            if (!context.ReadOnly)
-                ZeroAboveWritePointers(store, table);
+            var device = ZbcDevice.Open(store, records, context.ReadOnly);
             context.Logger.LogInformation("{Path}: opened zbc device: {Layout}", path, store.Layout);
-            return ValueTask.FromResult<IBlockDevice>(new ZbcDevice(store, table, context.ReadOnly));
+            return ValueTask.FromResult<IBlockDevice>(device);
         }
         catch
         {
             store.Dispose();
             throw;
         }
-    }
-
-    /// <summary>
-    /// Recovery: whatever lies above a recorded write pointer is left over from writes whose
-    /// pointer never became durable, or from a reset cut short; punch it out so that no later
-    /// pointer can ever cover it.
-    /// </summary>
-    private static void ZeroAboveWritePointers(ZbcStore store, ZoneTable table)
-    {
-        for (var i = 0; i < table.Count; i++)
-        {
-            var zone = table[i];
-            if (!zone.IsConventional && zone.Condition is ZoneCondition.Empty or ZoneCondition.Closed)
-                store.ZeroBlocks(zone.WritePointer, zone.End - zone.WritePointer, mustZeroBlocks: 0);
-        }
-        store.SyncAll();
     }
 }

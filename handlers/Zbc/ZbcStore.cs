@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using HandlerRuntime.Sdk;
 using Microsoft.Win32.SafeHandles;
 
@@ -10,14 +9,12 @@ namespace HandlerRuntime.Handlers.Zbc;
 /// </summary>
 internal sealed class ZbcStore : IDisposable
 {
-    private readonly SafeFileHandle handle;
-    private readonly int fd;
+    private readonly IBackingFile file;
     private bool punchUnsupported;
 
-    private ZbcStore(SafeFileHandle handle, string path, ZbcLayout layout)
+    private ZbcStore(IBackingFile file, string path, ZbcLayout layout)
     {
-        this.handle = handle;
-        fd = (int)handle.DangerousGetHandle();
+        this.file = file;
         Path = path;
         Layout = layout;
     }
@@ -27,33 +24,18 @@ internal sealed class ZbcStore : IDisposable
     public ZbcLayout Layout { get; }
 
     /// <summary>
-    /// Formats a new device at <paramref name="path"/>: every zone EMPTY (or conventional),
-    /// the header written last. A missing file is built under a temporary name and renamed
-    /// into place, so a crash never leaves a half-formatted device behind; an empty file is
-    /// formatted where it is.
+    /// Formats a new device at <paramref name="path"/>. A missing file is built under a
+    /// temporary name and renamed into place, so a crash never leaves a half-formatted
+    /// device behind; an empty file is formatted where it is.
     /// </summary>
-    public static void Format(string path, ZbcLayout layout, bool fileExistsEmpty)
+    public static void FormatFile(string path, ZbcLayout layout, bool fileExistsEmpty)
     {
         var target = fileExistsEmpty ? path : $"{path}.formatting-{Environment.ProcessId}";
         try
         {
             using (var h = File.OpenHandle(target, fileExistsEmpty ? FileMode.Open : FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None))
-            {
-                RandomAccess.SetLength(h, layout.FileLength);
-                var table = new byte[(long)layout.ZoneCount * ZbcFormat.ZoneRecordBytes];
-                for (var i = 0; i < layout.ZoneCount; i++)
-                {
-                    var start = i * layout.ZoneBlocks;
-                    var record = i < layout.ConventionalZones
-                        ? new ZbcFormat.ZoneRecord(1, Math.Min(start + layout.ZoneBlocks, layout.CapacityBlocks), ZoneCondition.NotWritePointer, false)
-                        : new ZbcFormat.ZoneRecord(1, start, ZoneCondition.Empty, false);
-                    ZbcFormat.EncodeSlot(table.AsSpan(i * ZbcFormat.ZoneRecordBytes + ZbcFormat.SlotBytes), i, record); // sequence 1: odd slot
-                }
-                RandomAccess.Write(h, table, layout.ZoneTableOffset);
-                Sync(h, data: true, path);
-                RandomAccess.Write(h, ZbcFormat.EncodeHeader(layout), 0);
-                Sync(h, data: false, path);
-            }
+            using (var f = new OsFile(h, path))
+                Format(f, layout);
             if (!fileExistsEmpty)
                 File.Move(target, path);
             Libc.SyncDirectory(System.IO.Path.GetDirectoryName(path) ?? "/");
@@ -66,44 +48,72 @@ internal sealed class ZbcStore : IDisposable
         }
     }
 
-    /// <summary>Opens a formatted device file, taking an exclusive lock so no other LUN or process serves it at the same time.</summary>
-    public static (ZbcStore Store, ZbcFormat.ZoneRecord[] Records) Open(string path, bool readOnly)
+    /// <summary>Writes a new device into an empty file: every zone EMPTY (or conventional), the header last, all synced.</summary>
+    public static void Format(IBackingFile f, ZbcLayout layout)
+    {
+        f.SetLength(layout.FileLength);
+        var table = new byte[(long)layout.ZoneCount * ZbcFormat.ZoneRecordBytes];
+        for (var i = 0; i < layout.ZoneCount; i++)
+        {
+            var start = i * layout.ZoneBlocks;
+            var record = i < layout.ConventionalZones
+                ? new ZbcFormat.ZoneRecord(1, Math.Min(start + layout.ZoneBlocks, layout.CapacityBlocks), ZoneCondition.NotWritePointer, false)
+                : new ZbcFormat.ZoneRecord(1, start, ZoneCondition.Empty, false);
+            ZbcFormat.EncodeSlot(table.AsSpan(i * ZbcFormat.ZoneRecordBytes + ZbcFormat.SlotBytes), i, record); // sequence 1: odd slot
+        }
+        f.Write(table, layout.ZoneTableOffset);
+        f.SyncData();
+        f.Write(ZbcFormat.EncodeHeader(layout), 0);
+        f.SyncAll();
+    }
+
+    /// <summary>Opens a device file, taking an exclusive lock so no other LUN or process serves it at the same time.</summary>
+    public static IBackingFile OpenFile(string path, bool readOnly)
     {
         SafeFileHandle h;
         try
         {
             h = File.OpenHandle(path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.None);
         }
-        catch (IOException e) when (e.HResult == 11 || e.Message.Contains("lock", StringComparison.OrdinalIgnoreCase))
+        catch (IOException e) when (File.Exists(path) && e is not FileNotFoundException)
         {
-            throw new HandlerConfigException($"{path} is in use by another LUN or process; a zbc device can be served by one LUN at a time.", e);
+            throw new HandlerConfigException($"{path} is in use by another LUN or process (or cannot be opened: {e.Message}); a zbc device is served by one LUN at a time.", e);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new HandlerConfigException($"{path} cannot be opened: {e.Message}", e);
         }
+        if (!Libc.IsRegularFile((int)h.DangerousGetHandle()))
+        {
+            h.Dispose();
+            throw new HandlerConfigException($"{path} is not a regular file; a zbc device is emulated on a regular file.");
+        }
+        return new OsFile(h, path);
+    }
+
+    /// <summary>Reads the header and zone records of a formatted device; takes ownership of <paramref name="f"/>.</summary>
+    public static (ZbcStore Store, ZbcFormat.ZoneRecord[] Records) Open(IBackingFile f, string path)
+    {
         try
         {
-            if (!Libc.IsRegularFile((int)h.DangerousGetHandle()))
-                throw new HandlerConfigException($"{path} is not a regular file; a zbc device is emulated on a regular file.");
             var header = new byte[ZbcFormat.HeaderBytes];
-            var n = RandomAccess.Read(h, header, 0);
-            var layout = ZbcFormat.DecodeHeader(header.AsSpan(0, n), path, RandomAccess.GetLength(h), out var error)
+            var n = f.Read(header, 0);
+            var layout = ZbcFormat.DecodeHeader(header.AsSpan(0, n), path, f.Length, out var error)
                 ?? throw new HandlerConfigException(error!);
-            var records = ReadRecords(h, path, layout);
-            return (new ZbcStore(h, path, layout), records);
+            var records = ReadRecords(f, path, layout);
+            return (new ZbcStore(f, path, layout), records);
         }
         catch
         {
-            h.Dispose();
+            f.Dispose();
             throw;
         }
     }
 
-    private static ZbcFormat.ZoneRecord[] ReadRecords(SafeFileHandle h, string path, ZbcLayout layout)
+    private static ZbcFormat.ZoneRecord[] ReadRecords(IBackingFile f, string path, ZbcLayout layout)
     {
         var table = new byte[(long)layout.ZoneCount * ZbcFormat.ZoneRecordBytes];
-        if (RandomAccess.Read(h, table, layout.ZoneTableOffset) != table.Length)
+        if (f.Read(table, layout.ZoneTableOffset) != table.Length)
             throw new HandlerConfigException($"{path}: the zone table is cut short; the file was truncated: restore it from a backup.");
         var records = new ZbcFormat.ZoneRecord[layout.ZoneCount];
         for (var i = 0; i < records.Length; i++)
@@ -148,7 +158,7 @@ internal sealed class ZbcStore : IDisposable
         var offset = DataOffset(lba);
         while (!destination.IsEmpty)
         {
-            var n = await RandomAccess.ReadAsync(handle, destination, offset, ct);
+            var n = await file.ReadAsync(destination, offset, ct);
             if (n == 0)
             {
                 destination.Span.Clear();
@@ -160,7 +170,7 @@ internal sealed class ZbcStore : IDisposable
     }
 
     public ValueTask WriteAsync(long lba, ReadOnlyMemory<byte> source, CancellationToken ct)
-        => RandomAccess.WriteAsync(handle, source, DataOffset(lba), ct);
+        => file.WriteAsync(source, DataOffset(lba), ct);
 
     /// <summary>
     /// Makes <paramref name="blocks"/> blocks at <paramref name="lba"/> read as zeros by punching
@@ -174,11 +184,8 @@ internal sealed class ZbcStore : IDisposable
             return;
         if (!punchUnsupported)
         {
-            if (Libc.fallocate(fd, Libc.FallocPunchHole | Libc.FallocKeepSize, DataOffset(lba), blocks * Layout.LbaSize) == 0)
+            if (file.TryPunchHole(DataOffset(lba), blocks * Layout.LbaSize))
                 return;
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno is not (Libc.EOPNOTSUPP or Libc.ENODEV))
-                throw new ScsiException(Sense.WriteError, $"{Path}: fallocate failed with errno {errno}");
             punchUnsupported = true;
         }
         if (mustZeroBlocks <= 0)
@@ -187,7 +194,7 @@ internal sealed class ZbcStore : IDisposable
         for (long done = 0, total = mustZeroBlocks * Layout.LbaSize; done < total;)
         {
             var n = (int)Math.Min(total - done, zeros.Length);
-            RandomAccess.Write(handle, zeros.AsSpan(0, n), DataOffset(lba) + done);
+            file.Write(zeros.AsSpan(0, n), DataOffset(lba) + done);
             done += n;
         }
     }
@@ -201,22 +208,15 @@ internal sealed class ZbcStore : IDisposable
         foreach (var (zone, record) in records)
         {
             ZbcFormat.EncodeSlot(slot, zone.Index, record);
-            RandomAccess.Write(handle, slot, ZbcFormat.SlotOffset(Layout, zone.Index, record.Sequence));
+            file.Write(slot, ZbcFormat.SlotOffset(Layout, zone.Index, record.Sequence));
         }
     }
 
     /// <summary>fdatasync: every completed write of data and records is durable.</summary>
-    public void SyncData() => Sync(handle, data: true, Path);
+    public void SyncData() => file.SyncData();
 
     /// <summary>fsync: also file metadata, such as punched holes.</summary>
-    public void SyncAll() => Sync(handle, data: false, Path);
+    public void SyncAll() => file.SyncAll();
 
-    private static void Sync(SafeFileHandle h, bool data, string path)
-    {
-        var fd = (int)h.DangerousGetHandle();
-        if ((data ? Libc.fdatasync(fd) : Libc.fsync(fd)) != 0)
-            throw new ScsiException(Sense.WriteError, $"{path}: {(data ? "fdatasync" : "fsync")} failed with errno {Marshal.GetLastPInvokeError()}");
-    }
-
-    public void Dispose() => handle.Dispose();
+    public void Dispose() => file.Dispose();
 }
