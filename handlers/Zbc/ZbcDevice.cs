@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text.Json.Nodes;
 using HandlerRuntime.Sdk;
 
@@ -82,6 +83,7 @@ internal sealed class ZbcDevice : IBlockDevice, IZonedBlockDevice, IHasStatus
 
     // ---- reads ----
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
         var lba = offset / BlockSize;
@@ -130,6 +132,7 @@ internal sealed class ZbcDevice : IBlockDevice, IZonedBlockDevice, IHasStatus
 
     // ---- writes ----
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
     {
         var lba = offset / BlockSize;
@@ -162,6 +165,7 @@ internal sealed class ZbcDevice : IBlockDevice, IZonedBlockDevice, IHasStatus
             await PersistAsync(CancellationToken.None);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> LockZonesAsync(int first, int last, CancellationToken ct)
     {
         var locked = 0;
