@@ -57,4 +57,23 @@ public static class Sense
     public static SenseData AsymmetricAccessStateChanged => new(SenseKey.UnitAttention, 0x2A, 0x06);
     /// <summary>ABORTED COMMAND, no additional sense (00h/00h): retry.</summary>
     public static SenseData AbortedCommand => new(SenseKey.AbortedCommand, 0x00, 0x00);
+
+    // ---- zoned block devices (ZBC), thrown by IZonedBlockDevice implementations ----
+
+    /// <summary>ILLEGAL REQUEST, UNALIGNED WRITE COMMAND (21h/04h): a write to a sequential-write-required zone does not start at its write pointer.</summary>
+    public static SenseData UnalignedWrite => new(SenseKey.IllegalRequest, 0x21, 0x04);
+    /// <summary>ILLEGAL REQUEST, WRITE BOUNDARY VIOLATION (21h/05h): a write crosses the end of a sequential-write-required zone, or runs from a conventional zone into a write pointer zone.</summary>
+    public static SenseData WriteBoundaryViolation => new(SenseKey.IllegalRequest, 0x21, 0x05);
+    /// <summary>ILLEGAL REQUEST, ATTEMPT TO READ INVALID DATA (21h/06h): a read past a write pointer when reads are restricted (URSWRZ 0).</summary>
+    public static SenseData AttemptToReadInvalidData => new(SenseKey.IllegalRequest, 0x21, 0x06);
+    /// <summary>ILLEGAL REQUEST, READ BOUNDARY VIOLATION (21h/07h): a read crosses a zone boundary when reads are restricted (URSWRZ 0).</summary>
+    public static SenseData ReadBoundaryViolation => new(SenseKey.IllegalRequest, 0x21, 0x07);
+    /// <summary>DATA PROTECT, INSUFFICIENT ZONE RESOURCES (55h/0Eh): opening a zone would exceed the open-zone limit.</summary>
+    public static SenseData InsufficientZoneResources => new(SenseKey.DataProtect, 0x55, 0x0E);
+    /// <summary>ILLEGAL REQUEST, INVALID FIELD IN CDB (24h/00h), as ZBC answers a write to a FULL sequential-write-required zone.</summary>
+    public static SenseData WriteToFullZone => new(SenseKey.IllegalRequest, 0x24, 0x00);
+    /// <summary>DATA PROTECT, ZONE IS READ ONLY (27h/08h).</summary>
+    public static SenseData ZoneIsReadOnly => new(SenseKey.DataProtect, 0x27, 0x08);
+    /// <summary>DATA PROTECT, ZONE IS OFFLINE (2Ch/0Eh).</summary>
+    public static SenseData ZoneIsOffline => new(SenseKey.DataProtect, 0x2C, 0x0E);
 }

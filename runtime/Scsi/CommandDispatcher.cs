@@ -90,7 +90,8 @@ internal static class CommandDispatcher
             return;
         var op = task.CdbSpan.IsEmpty ? (byte)0 : task.CdbSpan[0];
         // An opcode we know with an unknown service action is a bad field, not a bad opcode.
-        lun.Fail(task, CommandTable.OpcodeHasServiceActions(op) ? Sense.InvalidFieldInCdb.WithFieldPointer(1, 4) : Sense.InvalidOpcode);
+        var known = CommandTable.OpcodeHasServiceActions(op) && (lun.Device is IZonedBlockDevice || !Commands.ZonedCommands.IsZbcOpcode(op));
+        lun.Fail(task, known ? Sense.InvalidFieldInCdb.WithFieldPointer(1, 4) : Sense.InvalidOpcode);
     }
 
     private static async ValueTask HookThenEmulateAsync(ScsiLun lun, ScsiTask task, CommandInfo info)

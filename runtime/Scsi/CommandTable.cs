@@ -18,6 +18,8 @@ internal enum CommandFlags
     ZeroMeans256 = 8,
     /// <summary>Runs alone in the task set, like an ORDERED task: atomic against every other command (COMPARE AND WRITE, ORWRITE).</summary>
     Exclusive = 16,
+    /// <summary>ZBC IN/OUT: exists only on LUNs whose device is an IZonedBlockDevice; elsewhere an unknown opcode.</summary>
+    ZonedOnly = 32,
 }
 
 /// <summary>
@@ -90,6 +92,14 @@ internal static class CommandTable
         Add("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportTaskManagementFunctions, sa: 0x0D);
         // REPORT LUNS is answered by the target (it needs the LUN map), but validated from here.
         Add("REPORT LUNS", [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], static (_, _) => default, U);
+
+        // ---- zoned block commands (ZBC-1 5.2-5.6), only on zoned LUNs ----
+        const CommandFlags Z = CommandFlags.ZonedOnly;
+        Add("REPORT ZONES", [0x95, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBF, 0], ZonedCommands.ReportZones, M | Z, sa: 0x00);
+        Add("CLOSE ZONE", [0x94, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x01);
+        Add("FINISH ZONE", [0x94, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x02);
+        Add("OPEN ZONE", [0x94, 0x03, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x03);
+        Add("RESET WRITE POINTER", [0x94, 0x04, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x04);
     }
 
     private static void Add(string name, byte[] usage, CommandExecutor execute, CommandFlags flags = CommandFlags.None, RangeLayout range = RangeLayout.None, int sa = -1)

@@ -79,6 +79,8 @@ public sealed class ScsiLun : IDeviceEvents
         task.ClearResponse();
         task.RunningOn = this;
         task.Command = CommandTable.Find(task.CdbSpan);
+        if (task.Command is { } zbc && (zbc.Flags & CommandFlags.ZonedOnly) != 0 && Device is not IZonedBlockDevice)
+            task.Command = null; // ZBC IN/OUT exist only on zoned LUNs
         task.Exclusive = task.Command is { } c && (c.Flags & CommandFlags.Exclusive) != 0;
         if (taskSet.TryEnter(task))
             return RunAsync(task);

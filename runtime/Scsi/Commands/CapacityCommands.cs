@@ -24,6 +24,7 @@ internal static class CapacityCommands
         var d = DataIn.Begin(task, 32);
         Cdb.Put64(d, 0, (ulong)lun.BlockCount - 1);
         Cdb.Put32(d, 8, (uint)lun.BlockSize);
+        d[12] = ZonedCommands.ReadCapacityBasis(lun);
         d[13] = (byte)(lun.Geometry.PhysicalBlockExponent & 0x0F);
         if ((lun.Capabilities & DeviceCapabilities.Unmap) != 0)
         {

@@ -22,21 +22,23 @@ internal static class InquiryCommand
         var d = DataIn.Begin(task, 512);
         int n = cdb[2] switch
         {
-            0x00 => PageList(d),
+            0x00 => PageList(lun, d),
             0x80 => SerialNumber(lun, d),
             0x83 => DeviceIdentification(lun, task.Nexus.TargetPort, d),
             0xB0 => BlockLimits(lun, d),
             0xB1 => BlockDeviceCharacteristics(lun, d),
             0xB2 => LogicalBlockProvisioning(lun, d),
+            0xB6 => ZonedCommands.ZonedCharacteristicsPage(lun, d),
             _ => throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(2)),
         };
+        d[0] = ZonedCommands.PeripheralDeviceType(lun);
         return DataIn.End(task, n, alloc);
     }
 
     /// <summary>Standard INQUIRY data for an LU that exists.</summary>
     private static int Standard(ScsiLun lun, Span<byte> d)
     {
-        d[0] = 0x00;             // connected, direct access block device
+        d[0] = ZonedCommands.PeripheralDeviceType(lun); // connected; direct access, or host-managed zoned
         d[1] = (byte)(lun.Medium.Removable ? 0x80 : 0); // RMB
         d[2] = 0x06;             // SPC-4
         d[3] = 0x12;             // HISUP, response data format 2
@@ -67,12 +69,14 @@ internal static class InquiryCommand
         return 36;
     }
 
-    private static int PageList(Span<byte> d)
+    private static int PageList(ScsiLun lun, Span<byte> d)
     {
         d[1] = 0x00;
-        Cdb.Put16(d, 2, SupportedPages.Length);
         SupportedPages.CopyTo(d[4..]);
-        return 4 + SupportedPages.Length;
+        var n = SupportedPages.Length;
+        n += ZonedCommands.AppendSupportedVpdPages(lun, d[(4 + n)..]);
+        Cdb.Put16(d, 2, n);
+        return 4 + n;
     }
 
     private static int SerialNumber(ScsiLun lun, Span<byte> d)
@@ -159,6 +163,7 @@ internal static class InquiryCommand
         d[1] = 0xB1;
         Cdb.Put16(d, 2, 0x3C);
         Cdb.Put16(d, 4, (lun.Capabilities & DeviceCapabilities.Rotational) != 0 ? 0 : 1); // 1 = non-rotating
+        d[8] = ZonedCommands.BlockDeviceCharacteristicsZonedField(lun);
         return 64;
     }
 

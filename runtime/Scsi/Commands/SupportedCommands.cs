@@ -23,19 +23,23 @@ internal static class SupportedCommands
         var sa = Cdb.U16(cdb, 4);
         return options switch
         {
-            0 => All(task, rctd, alloc),
+            0 => All(lun, task, rctd, alloc),
             1 when CommandTable.OpcodeHasServiceActions(opcode) => throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(2)),
-            1 => One(task, CommandTable.Find(opcode, 0), rctd, alloc),
+            1 => One(task, Offered(lun, CommandTable.Find(opcode, 0)), rctd, alloc),
             2 when !CommandTable.OpcodeHasServiceActions(opcode) => throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(2)),
-            2 => One(task, CommandTable.Find(opcode, sa), rctd, alloc),
-            3 => One(task, CommandTable.Find(opcode, CommandTable.OpcodeHasServiceActions(opcode) ? sa : 0), rctd, alloc),
+            2 => One(task, Offered(lun, CommandTable.Find(opcode, sa)), rctd, alloc),
+            3 => One(task, Offered(lun, CommandTable.Find(opcode, CommandTable.OpcodeHasServiceActions(opcode) ? sa : 0)), rctd, alloc),
             _ => throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(2, 2)),
         };
     }
 
-    private static ValueTask All(ScsiTask task, bool rctd, uint alloc)
+    /// <summary>The command if this LU offers it (ZBC commands only on zoned LUs).</summary>
+    private static CommandInfo? Offered(ScsiLun lun, CommandInfo? command)
+        => command is not null && ((command.Flags & CommandFlags.ZonedOnly) == 0 || lun.Device is IZonedBlockDevice) ? command : null;
+
+    private static ValueTask All(ScsiLun lun, ScsiTask task, bool rctd, uint alloc)
     {
-        var commands = CommandTable.All;
+        var commands = CommandTable.All.Where(c => Offered(lun, c) is not null).ToList();
         var size = rctd ? 20 : 8;
         var d = DataIn.Begin(task, 4 + size * commands.Count);
         var n = 4;
