@@ -94,6 +94,13 @@ public sealed class ScsiTarget(string name)
             l?.UnitAttentions.EstablishForAll(Sense.ReportedLunsDataChanged);
     }
 
+    /// <summary>Tells every LU of this target that <paramref name="nexus"/> is gone (its SPC-2 reservations are released).</summary>
+    public void NexusLost(ItNexus nexus)
+    {
+        foreach (var lun in luns)
+            lun?.NexusLost(nexus);
+    }
+
     public ValueTask ExecuteAsync(ScsiTask task)
     {
         var cdb = task.CdbSpan;
