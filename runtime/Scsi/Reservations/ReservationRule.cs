@@ -82,10 +82,11 @@ internal readonly record struct ReservationRule(PersistentAccess Persistent, Spc
     {
         if (state.Reservation is not { } reservation || access is PersistentAccess.Allowed or PersistentAccess.OwnRules)
             return false;
-        if (state.IsHolder(nexus))
+        var standing = state.StandingOf(nexus);
+        if (standing.Holder)
             return false;
         // "From registered I_T nexus (RR all types)": everything is allowed.
-        if (reservation.Type.AdmitsRegistrants() && state.Find(nexus) is not null)
+        if (reservation.Type.AdmitsRegistrants() && standing.Registered)
             return false;
         // Everyone else: reads pass the Write Exclusive types only; writes never pass.
         return !(access == PersistentAccess.Read && reservation.Type.SharesReads());

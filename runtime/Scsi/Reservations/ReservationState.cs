@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Collections.Immutable;
 
 namespace HandlerRuntime.Scsi.Reservations;
@@ -24,7 +25,32 @@ internal sealed record PersistentReservation(NexusPattern Holder, PersistentRese
 /// <param name="Reservation">The persistent reservation, if any.</param>
 internal sealed record ReservationState(uint Generation, bool Aptpl, ImmutableArray<Registration> Registrations, PersistentReservation? Reservation)
 {
+    // Where each I_T nexus stands under this state, worked out once per nexus: the dispatcher
+    // asks on every command while a reservation exists (fence_scsi keeps one for good), and
+    // matching names against every registration each time would cost more than the I/O path allows.
+    private readonly ConcurrentDictionary<ItNexus, NexusStanding> standings = new();
+
+    // A state made with `with` is a new state: it must not inherit the cache.
+    private ReservationState(ReservationState original)
+    {
+        Generation = original.Generation;
+        Aptpl = original.Aptpl;
+        Registrations = original.Registrations;
+        Reservation = original.Reservation;
+        standings = new();
+    }
+
     public static ReservationState Empty { get; } = new(0, false, [], null);
+
+    /// <summary>Whether <paramref name="nexus"/> is registered and whether it holds the reservation, cached per state.</summary>
+    public NexusStanding StandingOf(ItNexus nexus)
+    {
+        if (standings.TryGetValue(nexus, out var standing))
+            return standing;
+        standing = new NexusStanding(Find(nexus) is not null, IsHolder(nexus));
+        standings.TryAdd(nexus, standing);
+        return standing;
+    }
 
     /// <summary>The registration of <paramref name="nexus"/>, or null when it is not registered.</summary>
     public Registration? Find(ItNexus nexus)
@@ -59,3 +85,6 @@ internal sealed record ReservationState(uint Generation, bool Aptpl, ImmutableAr
         }
     }
 }
+
+/// <summary>An I_T nexus's place under a <see cref="ReservationState"/>.</summary>
+internal readonly record struct NexusStanding(bool Registered, bool Holder);
