@@ -6,6 +6,7 @@ using HandlerRuntime.Logging;
 using HandlerRuntime.Luns;
 using HandlerRuntime.Plugins;
 using HandlerRuntime.Scsi;
+using HandlerRuntime.Scsi.Reservations;
 using HandlerRuntime.Sdk;
 using Serilog;
 using Serilog.Extensions.Logging;
@@ -218,7 +219,19 @@ public sealed class Daemon : IAsyncDisposable
             .OrderBy(l => l.Name, StringComparer.Ordinal).ToList();
 
     public static LunDto ToDto(LunEntry e) => new(e.Name, e.Definition.Cfgstring, e.SizeBytes, e.Lun.BlockSize, e.Target.Name, e.Number,
-        e.Lun.WriteCacheEnabled, e.Definition.ReadOnly, "serving", null, e.Handler.Subtype, e.Plugin.Name, e.Lun.Identity.Serial, e.Lun.Identity.Wwn, e.Definition.Removable);
+        e.Lun.WriteCacheEnabled, e.Definition.ReadOnly, "serving", null, e.Handler.Subtype, e.Plugin.Name, e.Lun.Identity.Serial, e.Lun.Identity.Wwn, e.Definition.Removable)
+    {
+        Reservations = ReservationsOf(e.Lun),
+    };
+
+    private static ReservationsDto ReservationsOf(ScsiLun lun)
+    {
+        var state = lun.Reservations.State;
+        return new ReservationsDto(state.Generation, state.Aptpl,
+            state.Registrations.Select(r => new RegistrationDto(r.Nexus.InitiatorPort ?? r.Nexus.InitiatorName, r.Nexus.TargetPort ?? "all",
+                $"0x{r.Key:x16}", state.HoldsReservation(r))).ToList(),
+            state.Reservation?.Type.Describe(), lun.Reservations.Spc2Holder?.InitiatorPort);
+    }
 
     public LsDto Ls()
     {

@@ -15,6 +15,10 @@ public static class Sense
     public static SenseData InvalidFieldInParameterList => new(SenseKey.IllegalRequest, 0x26, 0x00);
     /// <summary>ILLEGAL REQUEST, PARAMETER LIST LENGTH ERROR (1Ah/00h).</summary>
     public static SenseData ParameterListLengthError => new(SenseKey.IllegalRequest, 0x1A, 0x00);
+    /// <summary>ILLEGAL REQUEST, INVALID RELEASE OF PERSISTENT RESERVATION (26h/04h): the holder's RELEASE named another type or scope.</summary>
+    public static SenseData InvalidReleaseOfPersistentReservation => new(SenseKey.IllegalRequest, 0x26, 0x04);
+    /// <summary>ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (55h/04h): the logical unit holds as many persistent reservation registrations as it can.</summary>
+    public static SenseData InsufficientRegistrationResources => new(SenseKey.IllegalRequest, 0x55, 0x04);
     /// <summary>ILLEGAL REQUEST, SAVING PARAMETERS NOT SUPPORTED (39h/00h).</summary>
     public static SenseData SavingParametersNotSupported => new(SenseKey.IllegalRequest, 0x39, 0x00);
     /// <summary>ILLEGAL REQUEST, INVALID FIELD IN INFORMATION UNIT (0Eh/03h): the transport carried less data than the CDB asks for.</summary>

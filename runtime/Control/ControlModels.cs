@@ -25,7 +25,25 @@ public sealed record LunResizeRequest(long Size);
 
 public sealed record LunDto(
     string Name, string Cfgstring, long Size, int BlockSize, string? Target, int? Lun, bool WriteCache, bool ReadOnly,
-    string State, string? Reason, string? Handler, string? Plugin, string? Serial, string? Wwn, bool Removable = false);
+    string State, string? Reason, string? Handler, string? Plugin, string? Serial, string? Wwn, bool Removable = false)
+{
+    /// <summary>The reservations of a served LUN (null while it waits).</summary>
+    public ReservationsDto? Reservations { get; init; }
+}
+
+/// <summary>A LUN's persistent reservations as PERSISTENT RESERVE IN reports them, plus any SPC-2 (RESERVE) holder.</summary>
+/// <param name="Generation">PRGENERATION.</param>
+/// <param name="Aptpl">Whether the state persists through restarts.</param>
+/// <param name="Registrations">Every registration.</param>
+/// <param name="Type">The persistent reservation's type, or null when there is none.</param>
+/// <param name="Spc2Holder">The initiator port holding an SPC-2 reservation, or null.</param>
+public sealed record ReservationsDto(uint Generation, bool Aptpl, IReadOnlyList<RegistrationDto> Registrations, string? Type, string? Spc2Holder);
+
+/// <param name="Initiator">The initiator port (or device, when registered by name only).</param>
+/// <param name="TargetPort">The target port, or "all" (ALL_TG_PT).</param>
+/// <param name="Key">The reservation key, hexadecimal.</param>
+/// <param name="Holder">Whether it holds the persistent reservation.</param>
+public sealed record RegistrationDto(string Initiator, string TargetPort, string Key, bool Holder);
 
 public sealed record TargetDto(string Name, IReadOnlyList<string> AllowedInitiators, bool Chap, bool MutualChap, IReadOnlyList<LunDto> Luns, IReadOnlyList<SessionInfo> Sessions);
 

@@ -121,7 +121,16 @@ public sealed class LunRegistry : IAsyncDisposable
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler opened it with {g.LogicalBlockSize}-byte blocks, not the requested {definition.BlockSize}.");
             if (!DeviceGeometry.IsValidBlockSize(g.LogicalBlockSize) || g.BlockCount <= 0)
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler reported an unusable geometry ({g.BlockCount} blocks of {g.LogicalBlockSize} bytes).");
-            var lun = new ScsiLun(LunIdentity.FromName(definition.Name, subtype), device, definition.ReadOnly, definition.WriteCache, log, definition.Removable);
+            ScsiLun lun;
+            try
+            {
+                // The LU keeps APTPL persistent reservations in its state directory and restores them here.
+                lun = new ScsiLun(LunIdentity.FromName(definition.Name, subtype), device, definition.ReadOnly, definition.WriteCache, log, stateDirectory, definition.Removable);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new LunException($"LUN {definition.Name}: {e.Message}");
+            }
             relay.Attach(lun);
             if (!target.TryMap(number, lun))
                 throw new LunException($"LUN number {number} of {target.Name} was taken meanwhile; try again.", LunError.Conflict);

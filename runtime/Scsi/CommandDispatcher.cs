@@ -1,11 +1,12 @@
+using HandlerRuntime.Scsi.Reservations;
 using HandlerRuntime.Sdk;
 
 namespace HandlerRuntime.Scsi;
 
 /// <summary>
 /// The checks every command passes, in SAM order, before the handler's hook and the
-/// generic emulation see it: unit attention, known opcode, CDB fields, readiness,
-/// write protection, LBA range.
+/// generic emulation see it: unit attention, known opcode, reservation conflict, CDB
+/// fields, readiness, write protection, LBA range.
 /// </summary>
 internal static class CommandDispatcher
 {
@@ -26,6 +27,14 @@ internal static class CommandDispatcher
 
         if (info is null)
             return UnknownAsync(lun, task);
+
+        // A reservation held by another I_T nexus refuses the command before its fields are
+        // looked at: RESERVATION CONFLICT, no sense (SPC-4 5.13.1, SBC-3 4.17).
+        if (lun.Reservations.Conflicts(task.Nexus, info.Reservation))
+        {
+            task.Status = ScsiStatus.ReservationConflict;
+            return default;
+        }
 
         if (Validate(info, cdb) is { } invalid)
         {
@@ -86,8 +95,18 @@ internal static class CommandDispatcher
 
     private static async ValueTask UnknownAsync(ScsiLun lun, ScsiTask task)
     {
-        if (lun.Hook is not null && await OfferToHookAsync(lun, task))
-            return;
+        if (lun.Hook is not null)
+        {
+            // What the handler alone knows is judged as a write: under a reservation that
+            // bars this nexus it must not reach the medium.
+            if (lun.Reservations.Conflicts(task.Nexus, ReservationRule.UnknownCommand))
+            {
+                task.Status = ScsiStatus.ReservationConflict;
+                return;
+            }
+            if (await OfferToHookAsync(lun, task))
+                return;
+        }
         var op = task.CdbSpan.IsEmpty ? (byte)0 : task.CdbSpan[0];
         // An opcode we know with an unknown service action is a bad field, not a bad opcode.
         var known = CommandTable.OpcodeHasServiceActions(op) && (lun.Device is IZonedBlockDevice || !Commands.ZonedCommands.IsZbcOpcode(op));

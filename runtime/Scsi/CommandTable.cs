@@ -1,4 +1,5 @@
 using HandlerRuntime.Scsi.Commands;
+using HandlerRuntime.Scsi.Reservations;
 
 namespace HandlerRuntime.Scsi;
 
@@ -26,9 +27,10 @@ internal enum CommandFlags
 /// One supported command. <see cref="Usage"/> is the CDB usage data of REPORT SUPPORTED
 /// OPERATION CODES (SPC-4 6.35): its length is the CDB length, and a bit that is clear
 /// there is reserved or unsupported, so the dispatcher refuses a CDB that sets it.
-/// One table thus drives both validation and what the LU reports.
+/// One table thus drives both validation and what the LU reports. <see cref="Reservation"/>
+/// says how the command fares under reservations held by other I_T nexuses.
 /// </summary>
-internal sealed record CommandInfo(string Name, byte[] Usage, CommandExecutor Execute, CommandFlags Flags = CommandFlags.None, RangeLayout Range = RangeLayout.None)
+internal sealed record CommandInfo(string Name, byte[] Usage, CommandExecutor Execute, ReservationRule Reservation, CommandFlags Flags = CommandFlags.None, RangeLayout Range = RangeLayout.None)
 {
     public byte Opcode => Usage[0];
 
@@ -49,62 +51,82 @@ internal static class CommandTable
     static CommandTable()
     {
         const CommandFlags M = CommandFlags.MediumAccess, W = CommandFlags.Writes | CommandFlags.MediumAccess, U = CommandFlags.IgnoresUnitAttention;
+        // Reservation classes follow SPC-4 5.13.1 and SBC-3 4.17 ("commands that are allowed in the presence of various reservations").
+        var free = ReservationRule.Unrestricted;
+        var allowed = ReservationRule.PersistentlyAllowed;
+        var read = ReservationRule.Read;
+        var write = ReservationRule.Write;
 
-        Add("TEST UNIT READY", [0x00, 0, 0, 0, 0, 0], BasicCommands.TestUnitReady);
-        Add("REQUEST SENSE", [0x03, 0x01, 0, 0, 0xFF, 0], BasicCommands.RequestSense, U);
-        Add("INQUIRY", [0x12, 0x01, 0xFF, 0xFF, 0xFF, 0], InquiryCommand.Execute, U);
-        Add("MODE SELECT(6)", [0x15, 0x11, 0, 0, 0xFF, 0], ModeCommands.ModeSelect6);
-        Add("MODE SENSE(6)", [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0], ModeCommands.ModeSense6);
-        Add("MODE SELECT(10)", [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ModeCommands.ModeSelect10);
-        Add("MODE SENSE(10)", [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0], ModeCommands.ModeSense10);
-        Add("READ CAPACITY(10)", [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0], CapacityCommands.ReadCapacity10, M);
-        Add("READ CAPACITY(16)", [0x9E, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0], CapacityCommands.ReadCapacity16, M, sa: 0x10);
+        Add("TEST UNIT READY", [0x00, 0, 0, 0, 0, 0], BasicCommands.TestUnitReady, allowed);
+        Add("REQUEST SENSE", [0x03, 0x01, 0, 0, 0xFF, 0], BasicCommands.RequestSense, free, U);
+        Add("INQUIRY", [0x12, 0x01, 0xFF, 0xFF, 0xFF, 0], InquiryCommand.Execute, free, U);
+        Add("MODE SELECT(6)", [0x15, 0x11, 0, 0, 0xFF, 0], ModeCommands.ModeSelect6, write);
+        Add("MODE SENSE(6)", [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0], ModeCommands.ModeSense6, read);
+        Add("MODE SELECT(10)", [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ModeCommands.ModeSelect10, write);
+        Add("MODE SENSE(10)", [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0], ModeCommands.ModeSense10, read);
+        Add("READ CAPACITY(10)", [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0], CapacityCommands.ReadCapacity10, allowed, M);
+        Add("READ CAPACITY(16)", [0x9E, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0], CapacityCommands.ReadCapacity16, allowed, M, sa: 0x10);
 
-        Add("READ(6)", [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0], MediumCommands.Read, M | CommandFlags.ZeroMeans256, RangeLayout.Cdb6);
-        Add("READ(10)", [0x28, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Read, M, RangeLayout.Cdb10);
-        Add("READ(12)", [0xA8, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Read, M, RangeLayout.Cdb12);
-        Add("READ(16)", [0x88, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Read, M, RangeLayout.Cdb16);
-        Add("WRITE(6)", [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0], MediumCommands.Write, W | CommandFlags.ZeroMeans256, RangeLayout.Cdb6);
-        Add("WRITE(10)", [0x2A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Write, W, RangeLayout.Cdb10);
-        Add("WRITE(12)", [0xAA, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Write, W, RangeLayout.Cdb12);
-        Add("WRITE(16)", [0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Write, W, RangeLayout.Cdb16);
-        Add("WRITE AND VERIFY(10)", [0x2E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.WriteAndVerify, W, RangeLayout.Cdb10);
-        Add("WRITE AND VERIFY(12)", [0xAE, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteAndVerify, W, RangeLayout.Cdb12);
-        Add("WRITE AND VERIFY(16)", [0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteAndVerify, W, RangeLayout.Cdb16);
-        Add("VERIFY(10)", [0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Verify, M, RangeLayout.Cdb10);
-        Add("VERIFY(12)", [0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Verify, M, RangeLayout.Cdb12);
-        Add("VERIFY(16)", [0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Verify, M, RangeLayout.Cdb16);
-        Add("SYNCHRONIZE CACHE(10)", [0x35, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.SynchronizeCache, M, RangeLayout.Cdb10);
-        Add("SYNCHRONIZE CACHE(16)", [0x91, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.SynchronizeCache, M, RangeLayout.Cdb16);
-        Add("WRITE SAME(10)", [0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.WriteSame, W, RangeLayout.Cdb10);
-        Add("WRITE SAME(16)", [0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteSame, W, RangeLayout.Cdb16);
-        Add("UNMAP", [0x42, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Unmap, W);
-        Add("COMPARE AND WRITE", [0x89, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0], AtomicCommands.CompareAndWrite, W | CommandFlags.Exclusive, RangeLayout.CompareAndWrite);
-        Add("ORWRITE(16)", [0x8B, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0], AtomicCommands.OrWrite, W | CommandFlags.Exclusive, RangeLayout.Cdb16);
-        Add("PRE-FETCH(10)", [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.PreFetch, M, RangeLayout.Cdb10);
-        Add("PRE-FETCH(16)", [0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.PreFetch, M, RangeLayout.Cdb16);
-        Add("GET LBA STATUS", [0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], ProvisioningCommands.GetLbaStatus, M, RangeLayout.LbaOnly16, sa: 0x12);
-        Add("READ DEFECT DATA(10)", [0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0], BasicCommands.ReadDefectData, M);
-        Add("READ DEFECT DATA(12)", [0xB7, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], BasicCommands.ReadDefectData, M);
-        Add("START STOP UNIT", [0x1B, 0x01, 0, 0x0F, 0xF7, 0], MediumStateCommands.StartStopUnit);
-        Add("PREVENT ALLOW MEDIUM REMOVAL", [0x1E, 0, 0, 0, 0x03, 0], MediumStateCommands.PreventAllowMediumRemoval);
-        Add("REPORT SUPPORTED OPERATION CODES", [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportOperationCodes, sa: 0x0C);
-        Add("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportTaskManagementFunctions, sa: 0x0D);
+        Add("READ(6)", [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0], MediumCommands.Read, read, M | CommandFlags.ZeroMeans256, RangeLayout.Cdb6);
+        Add("READ(10)", [0x28, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Read, read, M, RangeLayout.Cdb10);
+        Add("READ(12)", [0xA8, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Read, read, M, RangeLayout.Cdb12);
+        Add("READ(16)", [0x88, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Read, read, M, RangeLayout.Cdb16);
+        Add("WRITE(6)", [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0], MediumCommands.Write, write, W | CommandFlags.ZeroMeans256, RangeLayout.Cdb6);
+        Add("WRITE(10)", [0x2A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Write, write, W, RangeLayout.Cdb10);
+        Add("WRITE(12)", [0xAA, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Write, write, W, RangeLayout.Cdb12);
+        Add("WRITE(16)", [0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Write, write, W, RangeLayout.Cdb16);
+        Add("VERIFY(10)", [0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Verify, read, M, RangeLayout.Cdb10);
+        Add("VERIFY(12)", [0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Verify, read, M, RangeLayout.Cdb12);
+        Add("VERIFY(16)", [0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Verify, read, M, RangeLayout.Cdb16);
+        Add("SYNCHRONIZE CACHE(10)", [0x35, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.SynchronizeCache, write, M, RangeLayout.Cdb10);
+        Add("SYNCHRONIZE CACHE(16)", [0x91, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.SynchronizeCache, write, M, RangeLayout.Cdb16);
+        Add("WRITE SAME(10)", [0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.WriteSame, write, W, RangeLayout.Cdb10);
+        Add("WRITE SAME(16)", [0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteSame, write, W, RangeLayout.Cdb16);
+        Add("UNMAP", [0x42, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Unmap, write, W);
         // REPORT LUNS is answered by the target (it needs the LUN map), but validated from here.
-        Add("REPORT LUNS", [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], static (_, _) => default, U);
+        Add("REPORT LUNS", [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], static (_, _) => default, free, U);
 
+        Add("WRITE AND VERIFY(10)", [0x2E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.WriteAndVerify, write, W, RangeLayout.Cdb10);
+        Add("WRITE AND VERIFY(12)", [0xAE, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteAndVerify, write, W, RangeLayout.Cdb12);
+        Add("WRITE AND VERIFY(16)", [0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteAndVerify, write, W, RangeLayout.Cdb16);
+        Add("COMPARE AND WRITE", [0x89, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0], AtomicCommands.CompareAndWrite, write, W | CommandFlags.Exclusive, RangeLayout.CompareAndWrite);
+        Add("ORWRITE(16)", [0x8B, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0], AtomicCommands.OrWrite, write, W | CommandFlags.Exclusive, RangeLayout.Cdb16);
+        Add("PRE-FETCH(10)", [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.PreFetch, read, M, RangeLayout.Cdb10);
+        Add("PRE-FETCH(16)", [0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.PreFetch, read, M, RangeLayout.Cdb16);
+        Add("GET LBA STATUS", [0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], ProvisioningCommands.GetLbaStatus, read, M, RangeLayout.LbaOnly16, sa: 0x12);
+        Add("READ DEFECT DATA(10)", [0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0], BasicCommands.ReadDefectData, read, M);
+        Add("READ DEFECT DATA(12)", [0xB7, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], BasicCommands.ReadDefectData, read, M);
+        // START STOP UNIT and PREVENT ALLOW conflict as writes: the CDB-field exceptions of SPC-4 5.13.1 (START=1, PREVENT=0) are not taken.
+        Add("START STOP UNIT", [0x1B, 0x01, 0, 0x0F, 0xF7, 0], MediumStateCommands.StartStopUnit, write);
+        Add("PREVENT ALLOW MEDIUM REMOVAL", [0x1E, 0, 0, 0, 0x03, 0], MediumStateCommands.PreventAllowMediumRemoval, write);
+        Add("REPORT SUPPORTED OPERATION CODES", [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportOperationCodes, allowed, sa: 0x0C);
+        Add("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportTaskManagementFunctions, allowed, sa: 0x0D);
         // ---- zoned block commands (ZBC-1 5.2-5.6), only on zoned LUNs ----
         const CommandFlags Z = CommandFlags.ZonedOnly;
-        Add("REPORT ZONES", [0x95, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBF, 0], ZonedCommands.ReportZones, M | Z, sa: 0x00);
-        Add("CLOSE ZONE", [0x94, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x01);
-        Add("FINISH ZONE", [0x94, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x02);
-        Add("OPEN ZONE", [0x94, 0x03, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x03);
-        Add("RESET WRITE POINTER", [0x94, 0x04, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, W | Z, sa: 0x04);
+        Add("REPORT ZONES", [0x95, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBF, 0], ZonedCommands.ReportZones, read, M | Z, sa: 0x00);
+        Add("CLOSE ZONE", [0x94, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W | Z, sa: 0x01);
+        Add("FINISH ZONE", [0x94, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W | Z, sa: 0x02);
+        Add("OPEN ZONE", [0x94, 0x03, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W | Z, sa: 0x03);
+        Add("RESET WRITE POINTER", [0x94, 0x04, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W | Z, sa: 0x04);
+
+        // Reservations. PERSISTENT RESERVE IN/OUT have one entry per service action (REPORT SUPPORTED
+        // OPERATION CODES lists them so); RESERVE(10)/RELEASE(10) without 3RDPTY or LONGID carry no data.
+        Add("PERSISTENT RESERVE IN(READ KEYS)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadKeys, ReservationRule.PersistentReserveIn, sa: 0x00);
+        Add("PERSISTENT RESERVE IN(READ RESERVATION)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadReservation, ReservationRule.PersistentReserveIn, sa: 0x01);
+        Add("PERSISTENT RESERVE IN(REPORT CAPABILITIES)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReportCapabilities, ReservationRule.PersistentReserveIn, sa: 0x02);
+        Add("PERSISTENT RESERVE IN(READ FULL STATUS)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadFullStatus, ReservationRule.PersistentReserveIn, sa: 0x03);
+        string[] prout = ["REGISTER", "RESERVE", "RELEASE", "CLEAR", "PREEMPT", "PREEMPT AND ABORT", "REGISTER AND IGNORE EXISTING KEY", "REGISTER AND MOVE"];
+        for (var sa = 0; sa < prout.Length; sa++)
+            Add($"PERSISTENT RESERVE OUT({prout[sa]})", [0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0], ReservationCommands.PersistentReserveOut, ReservationRule.PersistentReserveOut, sa: sa);
+        Add("RESERVE(6)", [0x16, 0, 0, 0, 0, 0], ReservationCommands.Reserve, ReservationRule.Spc2ReserveRelease);
+        Add("RELEASE(6)", [0x17, 0, 0, 0, 0, 0], ReservationCommands.Release, ReservationRule.Spc2ReserveRelease);
+        Add("RESERVE(10)", [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0], ReservationCommands.Reserve, ReservationRule.Spc2ReserveRelease);
+        Add("RELEASE(10)", [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0], ReservationCommands.Release, ReservationRule.Spc2ReserveRelease);
     }
 
-    private static void Add(string name, byte[] usage, CommandExecutor execute, CommandFlags flags = CommandFlags.None, RangeLayout range = RangeLayout.None, int sa = -1)
+    private static void Add(string name, byte[] usage, CommandExecutor execute, ReservationRule reservation, CommandFlags flags = CommandFlags.None, RangeLayout range = RangeLayout.None, int sa = -1)
     {
-        var info = new CommandInfo(name, usage, execute, flags, range) { ServiceAction = sa };
+        var info = new CommandInfo(name, usage, execute, reservation, flags, range) { ServiceAction = sa };
         all.Add(info);
         if (sa < 0)
         {

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using HandlerRuntime.Scsi.Reservations;
 using HandlerRuntime.Sdk;
 using Serilog;
 using Serilog.Events;
@@ -7,8 +8,8 @@ namespace HandlerRuntime.Scsi;
 
 /// <summary>
 /// A logical unit in the SCSI core: a handler's device plus everything SCSI keeps per
-/// LU (mode parameters, unit attentions, the task set). Fabric-neutral: fabrics reach
-/// it through <see cref="ScsiTarget"/>.
+/// LU (mode parameters, unit attentions, reservations, the task set). Fabric-neutral:
+/// fabrics reach it through <see cref="ScsiTarget"/>.
 /// </summary>
 public sealed class ScsiLun : IDeviceEvents
 {
@@ -18,7 +19,18 @@ public sealed class ScsiLun : IDeviceEvents
     private readonly TaskSet taskSet;
     private int readyState; // 0 ready, 1 transitioning (connection lost), 2 lock lost
 
-    public ScsiLun(LunIdentity identity, IBlockDevice device, bool readOnly, bool writeCache, ILogger log, bool removable = false)
+    /// <param name="identity">Names the LU shows initiators.</param>
+    /// <param name="device">The handler's device.</param>
+    /// <param name="readOnly">Refuse every write with DATA PROTECT.</param>
+    /// <param name="writeCache">The caching page's default WCE.</param>
+    /// <param name="log">Where the LU logs.</param>
+    /// <param name="removable">A removable medium (RMB=1).</param>
+    /// <param name="stateDirectory">
+    /// The LUN's state directory, kept across restarts: persistent reservations made with APTPL
+    /// are saved there and restored here. Null for an LU that cannot persist them (APTPL is then
+    /// refused). Throws <see cref="InvalidDataException"/> when the saved state is unreadable.
+    /// </param>
+    public ScsiLun(LunIdentity identity, IBlockDevice device, bool readOnly, bool writeCache, ILogger log, string? stateDirectory = null, bool removable = false)
     {
         Identity = identity;
         ReadOnly = readOnly;
@@ -26,6 +38,7 @@ public sealed class ScsiLun : IDeviceEvents
         Mode = new ModeState(writeCache);
         Medium = new RemovableMedium(removable);
         taskSet = new TaskSet(int.MaxValue);
+        Reservations = new ReservationManager(stateDirectory, Log);
         AttachDevice(device);
     }
 
@@ -48,6 +61,9 @@ public sealed class ScsiLun : IDeviceEvents
     internal UnitAttentions UnitAttentions { get; } = new();
 
     internal RemovableMedium Medium { get; }
+
+    /// <summary>Persistent reservations and the SPC-2 reservation of this LU.</summary>
+    internal ReservationManager Reservations { get; }
 
     public bool ReadOnly { get; }
 
@@ -221,29 +237,28 @@ public sealed class ScsiLun : IDeviceEvents
     public ScsiTask? FindTask(Func<ScsiTask, bool> match) => taskSet.Find(match);
 
     /// <summary>
-    /// LOGICAL UNIT RESET: abort every task, end PREVENT MEDIUM REMOVAL, and tell every
-    /// nexus (29h/03h, BUS DEVICE RESET FUNCTION OCCURRED).
+    /// LOGICAL UNIT RESET: abort every task, end PREVENT MEDIUM REMOVAL, drop the SPC-2
+    /// reservation (persistent reservations survive a reset) and tell every nexus (29h/03h,
+    /// BUS DEVICE RESET FUNCTION OCCURRED).
     /// </summary>
     public void Reset()
     {
         taskSet.Abort(static _ => true);
         Medium.Reset();
-        ResetOccurred?.Invoke();
+        Reservations.ResetSpc2();
         UnitAttentions.EstablishForAll(new SenseData(SenseKey.UnitAttention, 0x29, 0x03));
     }
 
-    /// <summary>The I_T nexus ended (logout, connection loss): state it held ends with it.</summary>
+    /// <summary>
+    /// I_T nexus loss (for iSCSI, the session is gone: logout, or its connections dropped for
+    /// good): its PREVENT MEDIUM REMOVAL and SPC-2 reservation end. Persistent reservations and
+    /// registrations are kept, as SPC-4 requires.
+    /// </summary>
     public void NexusLost(ItNexus nexus)
     {
         Medium.NexusLost(nexus);
-        NexusLostOccurred?.Invoke(nexus);
+        Reservations.NexusLost(nexus);
     }
-
-    /// <summary>For per-LU state kept elsewhere in the core (reservations) that a reset clears.</summary>
-    internal event Action? ResetOccurred;
-
-    /// <summary>For per-LU state kept elsewhere in the core that ends with an I_T nexus.</summary>
-    internal event Action<ItNexus>? NexusLostOccurred;
 
     // ---- IDeviceEvents, reported by the handler ----
 

@@ -94,11 +94,11 @@ public sealed class ScsiTarget(string name)
             l?.UnitAttentions.EstablishForAll(Sense.ReportedLunsDataChanged);
     }
 
-    /// <summary>Tells every LU of this target that an I_T nexus is gone (the fabric calls this when a session ends).</summary>
+    /// <summary>Tells every LU of this target that <paramref name="nexus"/> is gone (its SPC-2 reservations are released).</summary>
     public void NexusLost(ItNexus nexus)
     {
-        foreach (var l in luns)
-            l?.NexusLost(nexus);
+        foreach (var lun in luns)
+            lun?.NexusLost(nexus);
     }
 
     public ValueTask ExecuteAsync(ScsiTask task)

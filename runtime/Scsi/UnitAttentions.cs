@@ -56,6 +56,17 @@ internal sealed class UnitAttentions
 
     public void Establish(ItNexus nexus, SenseData sense) => Add(QueueFor(nexus), sense);
 
+    /// <summary>Queues <paramref name="sense"/> for every known nexus that <paramref name="match"/> selects (reservation notices name nexuses by pattern).</summary>
+    public void EstablishWhere(Func<ItNexus, bool> match, SenseData sense)
+    {
+        foreach (var (nexus, q) in queues)
+            if (match(nexus))
+                Add(q, sense);
+    }
+
+    /// <summary>Every I_T nexus that has sent this LU a command.</summary>
+    public IEnumerable<ItNexus> KnownNexuses => queues.Keys;
+
     /// <summary>Drops every queued condition of <paramref name="nexus"/>.</summary>
     public void Clear(ItNexus nexus)
     {

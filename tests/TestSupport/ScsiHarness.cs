@@ -19,14 +19,21 @@ public sealed record ScsiResult(ScsiStatus Status, SenseData Sense, byte[] Sense
 /// </summary>
 public sealed class ScsiHarness : IAsyncDisposable
 {
-    private static readonly TargetPort Port = new("iqn.2026-11.org.handler-runtime:test,t,0x0001", "iqn.2026-11.org.handler-runtime:test", 1, 1, 5);
+    /// <summary>The target port every harness nexus reaches (relative port 1, iSCSI).</summary>
+    public static readonly TargetPort Port = new("iqn.2026-11.org.handler-runtime:test,t,0x0001", "iqn.2026-11.org.handler-runtime:test", 1, 1, 5);
     private static readonly NexusTable Nexuses = new();
     private static int nextIsid;
 
-    public ScsiHarness(IBlockDevice device, string name = "test", string subtype = "test", bool readOnly = false, bool writeCache = true)
+    /// <param name="device">The device behind the LU.</param>
+    /// <param name="name">The LU's name.</param>
+    /// <param name="subtype">The handler subtype it reports.</param>
+    /// <param name="readOnly">A read-only LU.</param>
+    /// <param name="writeCache">The default WCE.</param>
+    /// <param name="stateDirectory">The LUN state directory (APTPL reservations live there); null for none.</param>
+    public ScsiHarness(IBlockDevice device, string name = "test", string subtype = "test", bool readOnly = false, bool writeCache = true, string? stateDirectory = null)
     {
         Device = device;
-        Lun = new ScsiLun(LunIdentity.FromName(name, subtype), device, readOnly, writeCache, new LoggerConfiguration().CreateLogger());
+        Lun = new ScsiLun(LunIdentity.FromName(name, subtype), device, readOnly, writeCache, new LoggerConfiguration().CreateLogger(), stateDirectory);
         Target = new ScsiTarget(Port.TargetName);
         Target.TryMap(0, Lun);
         Nexus = NewNexus();
