@@ -122,6 +122,7 @@ public sealed class LunRegistry : IAsyncDisposable
             if (!DeviceGeometry.IsValidBlockSize(g.LogicalBlockSize) || g.BlockCount <= 0)
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler reported an unusable geometry ({g.BlockCount} blocks of {g.LogicalBlockSize} bytes).");
             var lun = new ScsiLun(LunIdentity.FromName(definition.Name, subtype), device, definition.ReadOnly, definition.WriteCache, log);
+            lun.CopyTargets = new Scsi.Copy.TargetRegistryCopyTargets(targets); // EXTENDED COPY may name any LU the initiator can reach
             relay.Attach(lun);
             if (!target.TryMap(number, lun))
                 throw new LunException($"LUN number {number} of {target.Name} was taken meanwhile; try again.", LunError.Conflict);

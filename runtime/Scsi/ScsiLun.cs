@@ -10,7 +10,7 @@ namespace HandlerRuntime.Scsi;
 /// LU (mode parameters, unit attentions, the task set). Fabric-neutral: fabrics reach
 /// it through <see cref="ScsiTarget"/>.
 /// </summary>
-public sealed class ScsiLun : IDeviceEvents
+public sealed partial class ScsiLun : IDeviceEvents
 {
     /// <summary>The runtime's own cap on one transfer, whatever the device allows.</summary>
     public const int MaxTransferBytes = 8 << 20;
@@ -216,6 +216,7 @@ public sealed class ScsiLun : IDeviceEvents
     public void Reset()
     {
         taskSet.Abort(static _ => true);
+        Copies.DiscardHeld(); // copy results held for RECEIVE COPY RESULTS do not survive a reset
         UnitAttentions.EstablishForAll(new SenseData(SenseKey.UnitAttention, 0x29, 0x03));
     }
 
