@@ -40,9 +40,15 @@ internal static class ExtendedCopyCommand
             operation.Fail(e.Status, e.Status == ScsiStatus.CheckCondition ? FormatSense(lun, e.Sense) : null);
             throw;
         }
-        catch
+        catch (OperationCanceledException) when (task.Aborted)
         {
             operation.Fail(ScsiStatus.TaskAborted, null);
+            throw;
+        }
+        catch
+        {
+            // ScsiLun answers any other exception with HARDWARE ERROR, INTERNAL TARGET FAILURE.
+            operation.Fail(ScsiStatus.CheckCondition, FormatSense(lun, Sense.InternalTargetFailure));
             throw;
         }
         finally
