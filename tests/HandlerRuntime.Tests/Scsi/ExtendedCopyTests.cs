@@ -69,6 +69,17 @@ public sealed class ExtendedCopyTests
     }
 
     [Fact]
+    public async Task The_copy_manager_need_be_neither_source_nor_destination()
+    {
+        var rig = await CopyRig.StartAsync(Filled(1024, seed: 1), Filled(1024, seed: 2), Filled(1024, seed: 3));
+        var before = (byte[])rig.Devices[1].Data.Clone();
+        var r = await rig.CopyAsync(1, new CopyList().Naa(rig.Luns[2]).Naa(rig.Luns[0]).Segment(1, 0, 40, 7, 900).Build());
+        Assert.True(r.Good, r.ToString());
+        Assert.Equal(rig.Devices[0].Blocks(7, 40), rig.Devices[2].Blocks(900, 40));
+        Assert.Equal(before, rig.Devices[1].Data);
+    }
+
+    [Fact]
     public async Task A_copy_larger_than_a_chunk_moves_in_bounded_transfers()
     {
         var rig = await CopyRig.StartAsync(Filled(8192, seed: 4), Filled(8192, seed: 5, maxTransferBlocks: 96));
@@ -284,6 +295,15 @@ public sealed class ExtendedCopyTests
         Assert.Equal(new byte[] { 0x02, 0xE4 }, d[44..46]);
         Assert.Equal(10, (await rig.RunAsync(0, CopyCdbs.ReceiveCopyResults(CopyCdbs.OperatingParameters, allocation: 10))).DataIn.Length);
     }
+
+    [Theory]
+    [InlineData(0L, 0x00, 0U)]
+    [InlineData(4294967295L, 0x00, 4294967295U)] // the most bytes that fit
+    [InlineData(5L << 30, 0x01, 5U << 20)] // 5 GiB: kibibytes
+    [InlineData(5L << 40, 0xF1, 5U << 20)] // 5 TiB: mebibytes
+    [InlineData(long.MaxValue, 0xF3, (uint)(long.MaxValue >> 40))] // tebibytes
+    public void The_transfer_count_uses_the_smallest_units_that_fit(long bytes, byte units, uint count)
+        => Assert.Equal((units, count), ReceiveCopyResultsCommand.TransferCount(bytes));
 
     [Fact]
     public async Task Copy_status_is_held_per_nexus_and_list_identifier_when_the_list_asks()
