@@ -80,4 +80,29 @@ public static class Sense
     public static SenseData ZoneIsReadOnly => new(SenseKey.DataProtect, 0x27, 0x08);
     /// <summary>DATA PROTECT, ZONE IS OFFLINE (2Ch/0Eh).</summary>
     public static SenseData ZoneIsOffline => new(SenseKey.DataProtect, 0x2C, 0x0E);
+
+    // ---- EXTENDED COPY and RECEIVE COPY RESULTS (SPC-4 6.4, 6.18) ----
+
+    /// <summary>COPY ABORTED, NO ADDITIONAL SENSE INFORMATION (00h/00h): a segment could not be completed; the segment number and pointer say which and where.</summary>
+    public static SenseData CopyAborted => new(SenseKey.CopyAborted, 0x00, 0x00);
+    /// <summary>COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE (0Dh/02h): a copy source or destination named by the parameter list is not available to this copy manager.</summary>
+    public static SenseData CopyTargetDeviceNotReachable => new(SenseKey.CopyAborted, 0x0D, 0x02);
+    /// <summary>COPY ABORTED, INCORRECT COPY TARGET DEVICE TYPE (0Dh/03h): a copy source or destination is not the kind of device the segment needs.</summary>
+    public static SenseData IncorrectCopyTargetDeviceType => new(SenseKey.CopyAborted, 0x0D, 0x03);
+    /// <summary>COPY ABORTED, UNEXPECTED INEXACT SEGMENT (26h/0Ah): a segment's data is not a whole number of blocks of its source or destination and no pad was allowed.</summary>
+    public static SenseData UnexpectedInexactSegment => new(SenseKey.CopyAborted, 0x26, 0x0A);
+    /// <summary>ILLEGAL REQUEST, TOO MANY TARGET DESCRIPTORS (26h/06h): more CSCD descriptors than the copy manager's maximum.</summary>
+    public static SenseData TooManyTargetDescriptors => new(SenseKey.IllegalRequest, 0x26, 0x06);
+    /// <summary>ILLEGAL REQUEST, UNSUPPORTED TARGET DESCRIPTOR TYPE CODE (26h/07h).</summary>
+    public static SenseData UnsupportedTargetDescriptorType => new(SenseKey.IllegalRequest, 0x26, 0x07);
+    /// <summary>ILLEGAL REQUEST, TOO MANY SEGMENT DESCRIPTORS (26h/08h): more segment descriptors than the copy manager's maximum.</summary>
+    public static SenseData TooManySegmentDescriptors => new(SenseKey.IllegalRequest, 0x26, 0x08);
+    /// <summary>ILLEGAL REQUEST, UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE (26h/09h).</summary>
+    public static SenseData UnsupportedSegmentDescriptorType => new(SenseKey.IllegalRequest, 0x26, 0x09);
+    /// <summary>ILLEGAL REQUEST, INLINE DATA LENGTH EXCEEDED (26h/0Bh): more inline data than the copy manager accepts.</summary>
+    public static SenseData InlineDataLengthExceeded => new(SenseKey.IllegalRequest, 0x26, 0x0B);
+    /// <summary>ILLEGAL REQUEST, OPERATION IN PROGRESS (00h/16h): an EXTENDED COPY with the same list identifier is still running for this I_T nexus.</summary>
+    public static SenseData OperationInProgress => new(SenseKey.IllegalRequest, 0x00, 0x16);
+    /// <summary>ILLEGAL REQUEST, INSUFFICIENT RESOURCES (55h/03h): the copy manager runs as many copies as it can.</summary>
+    public static SenseData InsufficientResources => new(SenseKey.IllegalRequest, 0x55, 0x03);
 }

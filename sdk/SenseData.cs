@@ -51,6 +51,32 @@ public readonly record struct SenseData
         return this with { SenseKeySpecific = sks };
     }
 
+    /// <summary>The COMMAND-SPECIFIC INFORMATION field (EXTENDED COPY: the number of the segment that failed), when <see cref="HasCommandSpecificInformation"/>.</summary>
+    public ulong CommandSpecificInformation { get; init; }
+
+    /// <summary>Whether <see cref="CommandSpecificInformation"/> is valid.</summary>
+    public bool HasCommandSpecificInformation { get; init; }
+
+    /// <summary>Adds a COMMAND-SPECIFIC INFORMATION field.</summary>
+    public SenseData WithCommandSpecificInformation(ulong information) => this with { CommandSpecificInformation = information, HasCommandSpecificInformation = true };
+
+    /// <summary>
+    /// Adds a segment pointer (SPC-4 4.5.2.4.6), the sense-key specific form that COPY ABORTED
+    /// sense of EXTENDED COPY carries: the byte (and optionally bit) in error, counted from the
+    /// start of the failing segment descriptor when <paramref name="inSegmentDescriptor"/>, else
+    /// from the start of the parameter list.
+    /// </summary>
+    /// <param name="byteIndex">Byte in error.</param>
+    /// <param name="inSegmentDescriptor">SD bit: true when <paramref name="byteIndex"/> counts from the segment descriptor.</param>
+    /// <param name="bit">Bit in error (0-7), or -1 when not known.</param>
+    public SenseData WithSegmentPointer(int byteIndex, bool inSegmentDescriptor, int bit = -1)
+    {
+        uint sks = 0x800000u | (inSegmentDescriptor ? 0x200000u : 0) | (uint)(ushort)byteIndex;
+        if (bit >= 0)
+            sks |= 0x080000u | ((uint)(bit & 7) << 16);
+        return this with { SenseKeySpecific = sks };
+    }
+
     /// <summary>Adds a progress indication (0-65535 of 65536), as NOT READY sense carries during format.</summary>
     public SenseData WithProgress(ushort progress) => this with { SenseKeySpecific = 0x800000u | progress };
 

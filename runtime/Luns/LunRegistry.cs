@@ -131,6 +131,7 @@ public sealed class LunRegistry : IAsyncDisposable
             {
                 throw new LunException($"LUN {definition.Name}: {e.Message}");
             }
+            lun.CopyTargets = new Scsi.Copy.TargetRegistryCopyTargets(targets); // EXTENDED COPY may name any LU the initiator can reach
             relay.Attach(lun);
             if (!target.TryMap(number, lun))
                 throw new LunException($"LUN number {number} of {target.Name} was taken meanwhile; try again.", LunError.Conflict);

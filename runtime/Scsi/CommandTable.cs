@@ -83,6 +83,13 @@ internal static class CommandTable
         Add("WRITE SAME(10)", [0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.WriteSame, write, W, RangeLayout.Cdb10);
         Add("WRITE SAME(16)", [0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteSame, write, W, RangeLayout.Cdb16);
         Add("UNMAP", [0x42, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Unmap, write, W);
+        // EXTENDED COPY(LID1) and RECEIVE COPY RESULTS (runtime/Scsi/Copy). EXTENDED COPY is not
+        // flagged Writes: this LU may be only the copy source; each destination's protection is
+        // checked by the copy itself.
+        Add("EXTENDED COPY(LID1)", [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], Copy.ExtendedCopyCommand.Execute, write, M, sa: 0x00);
+        Add("RECEIVE COPY STATUS(LID1)", [0x84, 0x00, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], Copy.ReceiveCopyResultsCommand.CopyStatus, read, sa: 0x00);
+        Add("RECEIVE COPY OPERATING PARAMETERS", [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], Copy.ReceiveCopyResultsCommand.OperatingParameters, read, sa: 0x03);
+        Add("RECEIVE COPY FAILURE DETAILS(LID1)", [0x84, 0x04, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], Copy.ReceiveCopyResultsCommand.FailedSegmentDetails, read, sa: 0x04);
         // REPORT LUNS is answered by the target (it needs the LUN map), but validated from here.
         Add("REPORT LUNS", [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], static (_, _) => default, free, U);
 

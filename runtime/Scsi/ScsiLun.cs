@@ -11,7 +11,7 @@ namespace HandlerRuntime.Scsi;
 /// LU (mode parameters, unit attentions, reservations, the task set). Fabric-neutral:
 /// fabrics reach it through <see cref="ScsiTarget"/>.
 /// </summary>
-public sealed class ScsiLun : IDeviceEvents
+public sealed partial class ScsiLun : IDeviceEvents
 {
     /// <summary>The runtime's own cap on one transfer, whatever the device allows (libiscsi's tests write 32 MiB at once).</summary>
     public const int MaxTransferBytes = 32 << 20;
@@ -246,6 +246,7 @@ public sealed class ScsiLun : IDeviceEvents
         taskSet.Abort(static _ => true);
         Medium.Reset();
         Reservations.ResetSpc2();
+        Copies.DiscardHeld(); // copy results held for RECEIVE COPY RESULTS do not survive a reset
         UnitAttentions.EstablishForAll(new SenseData(SenseKey.UnitAttention, 0x29, 0x03));
     }
 

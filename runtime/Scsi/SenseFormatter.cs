@@ -18,6 +18,8 @@ internal static class SenseFormatter
         if (infoFits)
             BinaryPrimitives.WriteUInt32BigEndian(d[3..], (uint)sense.Information);
         d[7] = 10;
+        if (sense.HasCommandSpecificInformation)
+            BinaryPrimitives.WriteUInt32BigEndian(d[8..], (uint)Math.Min(sense.CommandSpecificInformation, uint.MaxValue));
         d[12] = sense.Asc;
         d[13] = sense.Ascq;
         if (sense.SenseKeySpecific != 0)
@@ -44,6 +46,14 @@ internal static class SenseFormatter
             d[n + 1] = 0x0A;
             d[n + 2] = 0x80;
             BinaryPrimitives.WriteUInt64BigEndian(d[(n + 4)..], sense.Information);
+            n += 12;
+        }
+        if (sense.HasCommandSpecificInformation)
+        {
+            d.Slice(n, 12).Clear();
+            d[n] = 0x01; // command-specific information descriptor
+            d[n + 1] = 0x0A;
+            BinaryPrimitives.WriteUInt64BigEndian(d[(n + 4)..], sense.CommandSpecificInformation);
             n += 12;
         }
         if (sense.SenseKeySpecific != 0)

@@ -43,6 +43,7 @@ internal static class InquiryCommand
         d[2] = 0x06;             // SPC-4
         d[3] = 0x12;             // HISUP, response data format 2
         d[4] = 74 - 5;
+        d[5] |= 0x08;            // 3PC: EXTENDED COPY and RECEIVE COPY RESULTS (Scsi/Copy)
         d[7] = 0x02;             // CMDQUE
         Cdb.PutAscii(d, 8, LunIdentity.VendorId, 8);
         Cdb.PutAscii(d, 16, lun.Identity.ProductId, 16);
