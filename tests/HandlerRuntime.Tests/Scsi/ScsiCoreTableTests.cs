@@ -5,12 +5,13 @@ namespace HandlerRuntime.Tests.Scsi;
 
 /// <summary>
 /// Every command of the generic emulation, well-formed and malformed, through the real
-/// SCSI core over a real ram device (16 MiB, 512-byte blocks: LBAs 0-32767), with the
+/// SCSI core over a real ram device (64 MiB, 512-byte blocks: LBAs 0-131071), with the
 /// exact status and sense each must produce (../shared/design/scsi.md).
 /// </summary>
 public sealed class ScsiCoreTableTests(BundledHandlers handlers) : IClassFixture<BundledHandlers>
 {
-    private const int Blocks = 32768;
+    private const int Blocks = 131072;
+    private const int MaxTransferBlocks = HandlerRuntime.Scsi.ScsiLun.MaxTransferBytes / 512;
 
     public sealed record Row(string Name, byte[] Cdb, byte[]? DataOut, SenseKey? Key = null, byte Asc = 0, byte Ascq = 0)
     {
@@ -64,7 +65,7 @@ public sealed class ScsiCoreTableTests(BundledHandlers handlers) : IClassFixture
         InvalidField("READ(10) RDPROTECT", Cdbs.Read10(0, 1, 0x20)),
         InvalidField("READ(10) RARC", Cdbs.Read10(0, 1, 0x04)),
         Good("READ(10) DPO FUA", Cdbs.Read10(0, 1, 0x18)),
-        InvalidField("READ(10) longer than the maximum transfer", Cdbs.Read10(0, 16385)),
+        InvalidField("READ(16) longer than the maximum transfer", Cdbs.Read16(0, MaxTransferBlocks + 1)),
         Good("READ(12)", Cdbs.Read12(100, 8)),
         OutOfRange("READ(12) across the end", Cdbs.Read12(Blocks - 4, 8)),
         Good("READ(16)", Cdbs.Read16(100, 8)),
@@ -249,7 +250,7 @@ public sealed class ScsiCoreTableTests(BundledHandlers handlers) : IClassFixture
         Assert.Equal(3, ids[8] >> 4); // NAA 3h, locally assigned
 
         var limits = (await h.RunAsync(Cdbs.Inquiry(true, 0xB0))).DataIn;
-        Assert.Equal(16384U, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(limits.AsSpan(8)));
+        Assert.Equal((uint)MaxTransferBlocks, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(limits.AsSpan(8)));
         Assert.True(System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(limits.AsSpan(20)) > 0); // max unmap LBA count
         var chars = (await h.RunAsync(Cdbs.Inquiry(true, 0xB1))).DataIn;
         Assert.Equal(1, chars[5]); // non-rotating
