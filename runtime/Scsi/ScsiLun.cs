@@ -239,7 +239,8 @@ public sealed partial class ScsiLun : IDeviceEvents
     /// <summary>
     /// LOGICAL UNIT RESET: abort every task, end PREVENT MEDIUM REMOVAL, drop the SPC-2
     /// reservation (persistent reservations survive a reset) and tell every nexus (29h/03h,
-    /// BUS DEVICE RESET FUNCTION OCCURRED).
+    /// BUS DEVICE RESET FUNCTION OCCURRED), the one that asked for the reset included, as
+    /// SAM-5 says and libiscsi's MultipathIO.Reset checks.
     /// </summary>
     public void Reset()
     {

@@ -67,6 +67,36 @@ internal sealed class UnitAttentions
     /// <summary>Every I_T nexus that has sent this LU a command.</summary>
     public IEnumerable<ItNexus> KnownNexuses => queues.Keys;
 
+    /// <summary>Whether <paramref name="nexus"/> has <paramref name="sense"/> (by ASC/ASCQ) queued.</summary>
+    public bool Has(ItNexus nexus, SenseData sense)
+    {
+        var q = QueueFor(nexus);
+        lock (q)
+        {
+            for (var i = 0; i < q.Count; i++)
+                if (q.Items[i].Asc == sense.Asc && q.Items[i].Ascq == sense.Ascq)
+                    return true;
+        }
+        return false;
+    }
+
+    /// <summary>Withdraws a queued condition that no longer applies.</summary>
+    public void Withdraw(ItNexus nexus, SenseData sense)
+    {
+        var q = QueueFor(nexus);
+        lock (q)
+        {
+            for (var i = 0; i < q.Count; i++)
+            {
+                if (q.Items[i].Asc != sense.Asc || q.Items[i].Ascq != sense.Ascq)
+                    continue;
+                Array.Copy(q.Items, i + 1, q.Items, i, q.Count - i - 1);
+                q.Count--;
+                return;
+            }
+        }
+    }
+
     /// <summary>Drops every queued condition of <paramref name="nexus"/>.</summary>
     public void Clear(ItNexus nexus)
     {

@@ -197,43 +197,23 @@ internal static class ModeCommands
             off += pageLength;
         }
 
-        var mode = lun.Mode;
-        var changed = false;
-        if (wce is { } w && w != mode.WriteCacheEnabled)
-        {
-            // Turning the cache off must not leave earlier acknowledged writes volatile.
-            if (!w && (lun.Capabilities & DeviceCapabilities.Flush) != 0)
-                return FlushThenApplyAsync(lun, task, w, dsense, swp);
-            mode.WriteCacheEnabled = w;
-            changed = true;
-        }
-        changed |= Apply(lun, dsense, swp);
-        if (changed)
-            lun.UnitAttentions.EstablishForAll(Sense.ModeParametersChanged, task.Nexus);
+        // Turning the cache off must not leave earlier acknowledged writes volatile.
+        if (wce == false && lun.Mode.WriteCacheEnabled && (lun.Capabilities & DeviceCapabilities.Flush) != 0)
+            return FlushThenApplyAsync(lun, task, wce, dsense, swp);
+        Apply(lun, task.Nexus, wce, dsense, swp);
         return default;
     }
 
-    private static async ValueTask FlushThenApplyAsync(ScsiLun lun, ScsiTask task, bool wce, bool? dsense, bool? swp)
+    private static async ValueTask FlushThenApplyAsync(ScsiLun lun, ScsiTask task, bool? wce, bool? dsense, bool? swp)
     {
         await lun.Device.FlushAsync(task.AbortToken);
-        lun.Mode.WriteCacheEnabled = wce;
-        Apply(lun, dsense, swp);
-        lun.UnitAttentions.EstablishForAll(Sense.ModeParametersChanged, task.Nexus);
+        Apply(lun, task.Nexus, wce, dsense, swp);
     }
 
-    private static bool Apply(ScsiLun lun, bool? dsense, bool? swp)
+    private static void Apply(ScsiLun lun, ItNexus by, bool? wce, bool? dsense, bool? swp) => lun.Mode.Change(by, lun.UnitAttentions, () =>
     {
-        var changed = false;
-        if (dsense is { } ds && ds != lun.Mode.DescriptorSense)
-        {
-            lun.Mode.DescriptorSense = ds;
-            changed = true;
-        }
-        if (swp is { } s && s != lun.Mode.SoftwareWriteProtect)
-        {
-            lun.Mode.SoftwareWriteProtect = s;
-            changed = true;
-        }
-        return changed;
-    }
+        if (wce is { } w) lun.Mode.WriteCacheEnabled = w;
+        if (dsense is { } d) lun.Mode.DescriptorSense = d;
+        if (swp is { } s) lun.Mode.SoftwareWriteProtect = s;
+    });
 }

@@ -349,6 +349,28 @@ public sealed class ScsiCoreTableTests(BundledHandlers handlers) : IClassFixture
     }
 
     [Fact]
+    public async Task A_mode_change_that_is_undone_before_another_initiator_looks_is_not_reported_to_it()
+    {
+        await using var h = await NewHarnessAsync();
+        var other = ScsiHarness.NewNexus();
+        await h.ClearUnitAttentionAsync(other);
+        var control = (await h.RunAsync(Cdbs.ModeSense10(0x0A, dbd: true))).DataIn[8..];
+        control[0] &= 0x3F;
+        byte[] WithSwp(bool on) { var p = (byte[])control.Clone(); p[4] = (byte)(on ? p[4] | 0x08 : p[4] & ~0x08); return new byte[8].Concat(p).ToArray(); }
+
+        Assert.True((await h.RunAsync(Cdbs.ModeSelect10((ushort)WithSwp(true).Length), WithSwp(true))).Good);
+        Assert.True((await h.RunAsync(Cdbs.ModeSelect10((ushort)WithSwp(false).Length), WithSwp(false))).Good);
+        Assert.True((await h.RunAsync(Cdbs.TestUnitReady(), nexus: other)).Good); // set and restored: nothing to tell
+
+        Assert.True((await h.RunAsync(Cdbs.ModeSelect10((ushort)WithSwp(true).Length), WithSwp(true))).Good);
+        var ua = await h.RunAsync(Cdbs.TestUnitReady(), nexus: other); // seen: the change stands
+        Assert.Equal((SenseKey.UnitAttention, (byte)0x2A, (byte)0x01), (ua.Sense.Key, ua.Sense.Asc, ua.Sense.Ascq));
+        Assert.True((await h.RunAsync(Cdbs.ModeSelect10((ushort)WithSwp(false).Length), WithSwp(false))).Good);
+        ua = await h.RunAsync(Cdbs.TestUnitReady(), nexus: other); // it saw SWP on, so going back is a change for it
+        Assert.Equal((byte)0x2A, ua.Sense.Asc);
+    }
+
+    [Fact]
     public async Task A_read_only_lun_refuses_writes_with_data_protect()
     {
         await using var h = await NewHarnessAsync(readOnly: true);

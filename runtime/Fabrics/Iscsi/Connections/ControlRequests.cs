@@ -141,6 +141,7 @@ internal sealed partial class IscsiConnection
         {
             case 0: // close the session
                 await WaitIdleAsync(session, c => true);
+                session.EndNexus(); // before the response: the initiator may log in again at once
                 response = 0;
                 closeThis = true;
                 after = () => session.CloseAll("logout");

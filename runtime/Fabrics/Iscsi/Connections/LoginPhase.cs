@@ -275,6 +275,7 @@ internal sealed partial class IscsiConnection
             {
                 // Session reinstatement (RFC 7143 6.3.5): the old session ends, its tasks are aborted.
                 Log.Information("iSCSI {Remote}: reinstating session of {Initiator} ISID 0x{Isid:x12}", RemoteEndPoint, s.InitiatorName, s.Isid);
+                old.EndNexus();
                 old.CloseAll("session reinstated");
                 Fabric.Sessions.Remove(old);
             }

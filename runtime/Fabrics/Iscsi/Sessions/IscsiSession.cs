@@ -110,10 +110,23 @@ internal sealed class IscsiSession
         {
             await WaitDrainedAsync(TimeSpan.FromSeconds(60));
             Fabric.Sessions.Remove(this);
-            if (Nexus is not null)
-                Target?.NexusLost(Nexus); // I_T nexus loss: PREVENT and SPC-2 reservations end with it
+            EndNexus();
             Log.Information("iSCSI session {Initiator} (ISID 0x{Isid:x12}, TSIH {Tsih}) to {Target} closed", InitiatorName, Isid, Tsih, Target?.Name ?? "discovery");
         }
+    }
+
+    private int nexusEnded;
+
+    /// <summary>
+    /// I_T nexus loss: state the nexus held in the LUs (PREVENT, SPC-2 reservations) ends.
+    /// Called once, at the first of logout, reinstatement or the last connection's end, and
+    /// before a logout response or a reinstating login completes, so that a new session of the
+    /// same nexus (same ISID) never has its own fresh state released by this old one.
+    /// </summary>
+    public void EndNexus()
+    {
+        if (Nexus is not null && Interlocked.Exchange(ref nexusEnded, 1) == 0)
+            Target?.NexusLost(Nexus);
     }
 
     /// <summary>Closes every connection (logout of the session, reinstatement, cold reset, shutdown).</summary>
