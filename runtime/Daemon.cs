@@ -87,6 +87,7 @@ public sealed class Daemon : IAsyncDisposable
             Version, source.FilePath ?? "(built-in default)", settings.HandlerPath, settings.StateDirectory, settings.LogLevel, LogLevels.Name(settings.LogLevel));
 
         await Plugins.StartAsync();
+        Luns.SanitizeBytesPerSecond = settings.SanitizeBytesPerSecond;
         ApplyTargets(settings);
         foreach (var action in await Luns.ApplyAsync(settings.Luns, ct))
             log.Debug("Startup: {Action}", action);
@@ -162,6 +163,11 @@ public sealed class Daemon : IAsyncDisposable
         foreach (var (name, value, now) in new[] { ("handlerPath", previous.HandlerPath, next.HandlerPath), ("stateDir", previous.StateDirectory, next.StateDirectory), ("control", previous.ControlSocket, next.ControlSocket) })
             if (value != now)
                 log.Warning("{Setting} changed to {Value}; it takes effect at the next restart", name, now);
+        if (next.SanitizeBytesPerSecond != previous.SanitizeBytesPerSecond)
+        {
+            Luns.SanitizeBytesPerSecond = next.SanitizeBytesPerSecond;
+            actions.Add($"sanitize rate {Sizes.Format(next.SanitizeBytesPerSecond)}/s");
+        }
         ApplyTargets(next);
         settings = next with { HandlerPath = previous.HandlerPath, StateDirectory = previous.StateDirectory, ControlSocket = previous.ControlSocket };
         actions.AddRange(await Luns.ApplyAsync(next.Luns, CancellationToken.None));
@@ -222,6 +228,7 @@ public sealed class Daemon : IAsyncDisposable
         e.Lun.WriteCacheEnabled, e.Definition.ReadOnly, "serving", null, e.Handler.Subtype, e.Plugin.Name, e.Lun.Identity.Serial, e.Lun.Identity.Wwn, e.Definition.Removable)
     {
         Reservations = ReservationsOf(e.Lun),
+        Alua = Scsi.Alua.AluaStates.Name(e.Lun.AccessState),
     };
 
     private static ReservationsDto ReservationsOf(ScsiLun lun)

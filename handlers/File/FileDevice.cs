@@ -24,12 +24,16 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         this.blockDevice = blockDevice;
         fd = (int)handle.DangerousGetHandle();
         geometry = DeviceGeometry.FromSize(size, blockSize).WithUnmapGranularity(4096);
+        // What the store can do; a read-only LUN is refused writes by the runtime (DATA PROTECT)
+        // while still reporting its provisioning.
         var caps = DeviceCapabilities.Flush;
+        if (!blockDevice)
+            caps |= DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes;
         if (!readOnly)
         {
             caps |= DeviceCapabilities.Write | DeviceCapabilities.WriteZeroes;
             if (!blockDevice)
-                caps |= DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes | DeviceCapabilities.Resize;
+                caps |= DeviceCapabilities.Resize;
         }
         Capabilities = caps;
     }

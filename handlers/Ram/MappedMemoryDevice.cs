@@ -28,12 +28,13 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice, IProvisioningSta
         if (file is not null)
             MapExistingData(file, length);
         geometry = DeviceGeometry.FromSize(length, blockSize).WithUnmapGranularity(4096);
-        var caps = DeviceCapabilities.Resize;
+        // What the store can do; a read-only LUN is refused writes by the runtime (DATA PROTECT).
+        var caps = DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes;
         if (!readOnly)
-            caps |= DeviceCapabilities.Write | DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes | DeviceCapabilities.WriteZeroes;
+            caps |= DeviceCapabilities.Write | DeviceCapabilities.WriteZeroes | DeviceCapabilities.Resize;
         if (file is not null)
             caps |= DeviceCapabilities.Flush | DeviceCapabilities.Fua;
-        Capabilities = readOnly ? caps & ~DeviceCapabilities.Resize : caps;
+        Capabilities = caps;
     }
 
     public static MappedMemoryDevice Anonymous(long size, int blockSize)

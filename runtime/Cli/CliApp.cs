@@ -191,6 +191,15 @@ public static class CliApp
                 Console.WriteLine($"LUN {dto.Name} is now {Sizes.Format(dto.Size)}");
             return 0;
         }, resName, newSize));
+        var aluaName = new Argument<string>("name");
+        var aluaState = new Argument<string>("state") { Description = Scsi.Alua.AluaStates.Accepted };
+        lun.Add(Verb("alua", "Set a LUN's ALUA access state (an implicit transition, e.g. during failover); initiators are told", async (c, r) =>
+        {
+            var (dto, json) = await c.SendRawAsync<LunDto>(HttpMethod.Post, $"v1/luns/{Uri.EscapeDataString(r.GetValue(aluaName)!)}/alua", new LunAluaRequest(r.GetValue(aluaState)!));
+            if (!Print(r, json))
+                Console.WriteLine($"LUN {dto.Name} is now {dto.Alua}");
+            return 0;
+        }, aluaName, aluaState));
         lun.Add(Verb("list", "List LUNs", async (c, r) =>
         {
             var (list, json) = await c.SendRawAsync<List<LunDto>>(HttpMethod.Get, "v1/luns", null);

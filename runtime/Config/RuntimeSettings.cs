@@ -21,6 +21,9 @@ public sealed record RuntimeSettings
     public required IReadOnlyList<TargetSettings> Targets { get; init; }
     public required IReadOnlyList<LunDefinition> Luns { get; init; }
 
+    /// <summary>How fast SANITIZE OVERWRITE may write, in bytes per second (0: unlimited), so erasing one LU does not starve the rest.</summary>
+    public long SanitizeBytesPerSecond { get; init; } = DefaultSanitizeRate;
+
     /// <summary>The raw <c>iscsi</c> section, for the fabric's own options.</summary>
     public required IConfigurationSection Iscsi { get; init; }
 
@@ -28,6 +31,7 @@ public sealed record RuntimeSettings
     public const string DefaultControlSocket = "/run/hrt/hrt.sock";
     public const string DefaultLogDirectory = "/var/log";
     public const string DefaultStateDirectory = "/var/lib/hrt";
+    public const long DefaultSanitizeRate = 128L << 20;
 
     public static (RuntimeSettings? Settings, IReadOnlyList<string> Errors) From(IConfiguration config, string defaultHandlerPath)
     {
@@ -128,6 +132,10 @@ public sealed record RuntimeSettings
         foreach (var clash in luns.Where(d => d.Lun is not null).GroupBy(d => ((d.Target ?? TargetRegistry.DefaultTargetName).ToLowerInvariant(), d.Lun)).Where(g => g.Count() > 1))
             errors.Add($"luns: {string.Join(" and ", clash.Select(d => d.Name))} both ask for LUN {clash.Key.Lun} of {clash.Key.Item1}.");
 
+        var sanitizeRate = DefaultSanitizeRate;
+        if (config["sanitizeRate"] is { } rateText && !Sizes.TryParse(rateText, out sanitizeRate))
+            errors.Add($"sanitizeRate: '{rateText}' is not a size per second; write e.g. 128M, or 0 for no limit.");
+
         if (errors.Count > 0)
             return (null, errors);
         return (new RuntimeSettings
@@ -140,6 +148,7 @@ public sealed record RuntimeSettings
             Portals = portals,
             Targets = targets,
             Luns = luns,
+            SanitizeBytesPerSecond = sanitizeRate,
             Iscsi = config.GetSection("iscsi"),
         }, errors);
     }

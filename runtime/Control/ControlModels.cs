@@ -23,10 +23,15 @@ public sealed record LunCreateRequest(string Name, string Cfgstring, long? Size,
 
 public sealed record LunResizeRequest(long Size);
 
+public sealed record LunAluaRequest(string State);
+
 public sealed record LunDto(
     string Name, string Cfgstring, long Size, int BlockSize, string? Target, int? Lun, bool WriteCache, bool ReadOnly,
     string State, string? Reason, string? Handler, string? Plugin, string? Serial, string? Wwn, bool Removable = false)
 {
+    /// <summary>The ALUA state of a served LUN (active-optimized, active-non-optimized, standby, unavailable, transitioning).</summary>
+    public string? Alua { get; init; }
+
     /// <summary>The reservations of a served LUN (null while it waits).</summary>
     public ReservationsDto? Reservations { get; init; }
 }

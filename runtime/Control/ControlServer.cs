@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using HandlerRuntime.Luns;
+using HandlerRuntime.Scsi.Alua;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -90,6 +91,14 @@ public sealed partial class ControlServer : IAsyncDisposable
         });
         app.MapPost("/v1/luns/{name}/resize", async (string name, LunResizeRequest r, CancellationToken ct) =>
             Results.Ok(Daemon.ToDto(await d.Luns.ResizeAsync(name, r.Size, ct))));
+        app.MapPost("/v1/luns/{name}/alua", (string name, LunAluaRequest r) =>
+        {
+            var entry = d.Luns.Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);
+            var state = AluaStates.Parse(r.State ?? "");
+            entry.Lun.SetAccessState(state);
+            d.Log.Information("LUN {Lun}: ALUA state set to {State} by an operator", name, AluaStates.Name(state));
+            return Results.Ok(Daemon.ToDto(entry));
+        });
         app.MapGet("/v1/ls", () => Results.Ok(d.Ls()));
         app.MapGet("/v1/log-level", () => Results.Ok(d.GetLogLevel()));
         app.MapPut("/v1/log-level", (LogLevelRequest r) => Results.Ok(d.SetLogLevel(r.Level)));

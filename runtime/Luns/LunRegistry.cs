@@ -34,6 +34,18 @@ public sealed class LunRegistry : IAsyncDisposable
         plugins.PluginsChanged += () => _ = RetryWaitingAsync();
     }
 
+    /// <summary>SANITIZE OVERWRITE pace for every LU, in bytes per second (0: unlimited).</summary>
+    public long SanitizeBytesPerSecond
+    {
+        get;
+        set
+        {
+            field = value;
+            foreach (var e in Entries)
+                e.Lun.Sanitizer.BytesPerSecond = value;
+        }
+    } = Config.RuntimeSettings.DefaultSanitizeRate;
+
     /// <summary>Raised after a create, delete or resize asked for by a user (not by a config reload), so the definitions can be persisted.</summary>
     public event Action? DefinitionsChanged;
 
@@ -114,6 +126,7 @@ public sealed class LunRegistry : IAsyncDisposable
         Directory.CreateDirectory(stateDirectory);
         var relay = new DeviceEventsRelay();
         var device = await OpenAsync(handler, definition, config, stateDirectory, relay, ct);
+        ScsiLun? lun = null;
         try
         {
             var g = device.Geometry;
@@ -121,7 +134,6 @@ public sealed class LunRegistry : IAsyncDisposable
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler opened it with {g.LogicalBlockSize}-byte blocks, not the requested {definition.BlockSize}.");
             if (!DeviceGeometry.IsValidBlockSize(g.LogicalBlockSize) || g.BlockCount <= 0)
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler reported an unusable geometry ({g.BlockCount} blocks of {g.LogicalBlockSize} bytes).");
-            ScsiLun lun;
             try
             {
                 // The LU keeps APTPL persistent reservations in its state directory and restores them here.
@@ -131,8 +143,10 @@ public sealed class LunRegistry : IAsyncDisposable
             {
                 throw new LunException($"LUN {definition.Name}: {e.Message}");
             }
+            lun.Sanitizer.BytesPerSecond = SanitizeBytesPerSecond;
             lun.CopyTargets = new Scsi.Copy.TargetRegistryCopyTargets(targets); // EXTENDED COPY may name any LU the initiator can reach
             relay.Attach(lun);
+            await lun.RecoverAsync(ct);
             if (!target.TryMap(number, lun))
                 throw new LunException($"LUN number {number} of {target.Name} was taken meanwhile; try again.", LunError.Conflict);
             var resolved = definition with { Target = target.Name, Lun = number };
@@ -149,6 +163,7 @@ public sealed class LunRegistry : IAsyncDisposable
         catch
         {
             await device.DisposeAsync();
+            lun?.Close();
             throw;
         }
     }
@@ -230,6 +245,7 @@ public sealed class LunRegistry : IAsyncDisposable
             log.Error(e, "LUN {Lun}: flush before close failed", entry.Name);
         }
         await entry.Lun.Device.DisposeAsync();
+        entry.Lun.Close();
     }
 
     public async Task<LunEntry> ResizeAsync(string name, long newSize, CancellationToken ct)

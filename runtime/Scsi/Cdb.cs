@@ -36,6 +36,7 @@ internal static class Cdb
         RangeLayout.Cdb16 => (U64(cdb, 2), U32(cdb, 10)),
         RangeLayout.CompareAndWrite => (U64(cdb, 2), cdb[13]),
         RangeLayout.LbaOnly16 => (U64(cdb, 2), 0),
+        RangeLayout.WriteAtomic16 => (U64(cdb, 2), U16(cdb, 12)),
         _ => (0, 0),
     };
 }
@@ -52,4 +53,6 @@ internal enum RangeLayout : byte
     CompareAndWrite,
     /// <summary>An 8-byte starting LBA at 2 and no length (GET LBA STATUS).</summary>
     LbaOnly16,
+    /// <summary>WRITE ATOMIC(16): 8-byte LBA at 2, two-byte transfer length at 12.</summary>
+    WriteAtomic16,
 }

@@ -25,6 +25,21 @@ internal static class CommandDispatcher
             return default;
         }
 
+        // While a sanitize runs only the commands that ignore unit attentions (INQUIRY, REPORT
+        // LUNS, REQUEST SENSE) are answered, the same three SBC-3 4.11.2 lets through.
+        if (lun.Sanitizer.NotReadySense is { } sanitizing && (info is null || (info.Flags & CommandFlags.IgnoresUnitAttention) == 0))
+        {
+            lun.Fail(task, sanitizing);
+            return default;
+        }
+
+        // ALUA: outside the active states only the commands SPC-4 5.15.2.4 lists are answered.
+        if (lun.Alua.Refusal(info) is { } notActive)
+        {
+            lun.Fail(task, notActive);
+            return default;
+        }
+
         if (info is null)
             return UnknownAsync(lun, task);
 
@@ -45,6 +60,13 @@ internal static class CommandDispatcher
         if ((info.Flags & CommandFlags.MediumAccess) != 0 && lun.NotReadySense is { } notReady)
         {
             lun.Fail(task, notReady);
+            return default;
+        }
+
+        // After a failed sanitize the medium is unusable until a sanitize succeeds or failure mode is left.
+        if ((info.Flags & CommandFlags.MediumAccess) != 0 && info.Opcode != 0x48 && lun.Sanitizer.FailureSense is { } failed)
+        {
+            lun.Fail(task, failed);
             return default;
         }
 
@@ -109,7 +131,7 @@ internal static class CommandDispatcher
         }
         var op = task.CdbSpan.IsEmpty ? (byte)0 : task.CdbSpan[0];
         // An opcode we know with an unknown service action is a bad field, not a bad opcode.
-        var known = CommandTable.OpcodeHasServiceActions(op) && (lun.Device is IZonedBlockDevice || !Commands.ZonedCommands.IsZbcOpcode(op));
+        var known = CommandTable.OffersServiceActionsOf(op, lun);
         lun.Fail(task, known ? Sense.InvalidFieldInCdb.WithFieldPointer(1, 4) : Sense.InvalidOpcode);
     }
 

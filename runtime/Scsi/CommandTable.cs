@@ -1,3 +1,4 @@
+using HandlerRuntime.Sdk;
 using HandlerRuntime.Scsi.Commands;
 using HandlerRuntime.Scsi.Reservations;
 
@@ -19,8 +20,6 @@ internal enum CommandFlags
     ZeroMeans256 = 8,
     /// <summary>Runs alone in the task set, like an ORDERED task: atomic against every other command (COMPARE AND WRITE, ORWRITE).</summary>
     Exclusive = 16,
-    /// <summary>ZBC IN/OUT: exists only on LUNs whose device is an IZonedBlockDevice; elsewhere an unknown opcode.</summary>
-    ZonedOnly = 32,
 }
 
 /// <summary>
@@ -36,6 +35,15 @@ internal sealed record CommandInfo(string Name, byte[] Usage, CommandExecutor Ex
 
     /// <summary>The service action for opcodes that have them, else -1.</summary>
     public int ServiceAction { get; init; } = -1;
+
+    /// <summary>
+    /// Whether an LU offers the command at all (ZBC only on zoned devices, UNMAP only where the
+    /// handler can deallocate...). Elsewhere it is an unknown opcode, and REPORT SUPPORTED
+    /// OPERATION CODES leaves it out. Null: every LU.
+    /// </summary>
+    public Func<ScsiLun, bool>? Available { get; init; }
+
+    public bool IsAvailableOn(ScsiLun lun) => Available is null || Available(lun);
 }
 
 /// <summary>Every command the generic emulation answers, indexed by opcode and service action.</summary>
@@ -82,7 +90,7 @@ internal static class CommandTable
         Add("SYNCHRONIZE CACHE(16)", [0x91, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.SynchronizeCache, write, M, RangeLayout.Cdb16);
         Add("WRITE SAME(10)", [0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.WriteSame, write, W, RangeLayout.Cdb10);
         Add("WRITE SAME(16)", [0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteSame, write, W, RangeLayout.Cdb16);
-        Add("UNMAP", [0x42, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Unmap, write, W);
+        Add("UNMAP", [0x42, 0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Unmap, write, W, available: l => (l.Capabilities & DeviceCapabilities.Unmap) != 0);
         // EXTENDED COPY(LID1) and RECEIVE COPY RESULTS (runtime/Scsi/Copy). EXTENDED COPY is not
         // flagged Writes: this LU may be only the copy source; each destination's protection is
         // checked by the copy itself.
@@ -98,6 +106,8 @@ internal static class CommandTable
         Add("WRITE AND VERIFY(16)", [0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteAndVerify, write, W, RangeLayout.Cdb16);
         Add("COMPARE AND WRITE", [0x89, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0], AtomicCommands.CompareAndWrite, write, W | CommandFlags.Exclusive, RangeLayout.CompareAndWrite);
         Add("ORWRITE(16)", [0x8B, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0], AtomicCommands.OrWrite, write, W | CommandFlags.Exclusive, RangeLayout.Cdb16);
+        Add("WRITE ATOMIC(16)", [0x9C, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0x3F, 0], AtomicCommands.WriteAtomic, write, W | CommandFlags.Exclusive, RangeLayout.WriteAtomic16,
+            available: l => l.AtomicJournal is not null);
         Add("PRE-FETCH(10)", [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.PreFetch, read, M, RangeLayout.Cdb10);
         Add("PRE-FETCH(16)", [0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.PreFetch, read, M, RangeLayout.Cdb16);
         Add("GET LBA STATUS", [0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], ProvisioningCommands.GetLbaStatus, read, M, RangeLayout.LbaOnly16, sa: 0x12);
@@ -106,15 +116,21 @@ internal static class CommandTable
         // START STOP UNIT and PREVENT ALLOW conflict as writes: the CDB-field exceptions of SPC-4 5.13.1 (START=1, PREVENT=0) are not taken.
         Add("START STOP UNIT", [0x1B, 0x01, 0, 0x0F, 0xF7, 0], MediumStateCommands.StartStopUnit, write);
         Add("PREVENT ALLOW MEDIUM REMOVAL", [0x1E, 0, 0, 0, 0x03, 0], MediumStateCommands.PreventAllowMediumRemoval, write);
+        // SANITIZE: byte 1 holds IMMED and AUSE beside the service action. A write for reservations and protection.
+        Add("SANITIZE(OVERWRITE)", [0x48, 0xA1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.Overwrite, write, W, sa: 0x01);
+        Add("SANITIZE(BLOCK ERASE)", [0x48, 0xA2, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.BlockErase, write, W, sa: 0x02);
+        Add("SANITIZE(EXIT FAILURE MODE)", [0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.ExitFailureMode, write, CommandFlags.Writes, sa: 0x1F);
+        Add("REPORT TARGET PORT GROUPS", [0xA3, 0x2A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], TargetPortGroupCommands.ReportTargetPortGroups, allowed, sa: 0x0A);
+        Add("SET TARGET PORT GROUPS", [0xA4, 0x0A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], TargetPortGroupCommands.SetTargetPortGroups, write, sa: 0x0A);
         Add("REPORT SUPPORTED OPERATION CODES", [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportOperationCodes, allowed, sa: 0x0C);
         Add("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportTaskManagementFunctions, allowed, sa: 0x0D);
         // ---- zoned block commands (ZBC-1 5.2-5.6), only on zoned LUNs ----
-        const CommandFlags Z = CommandFlags.ZonedOnly;
-        Add("REPORT ZONES", [0x95, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBF, 0], ZonedCommands.ReportZones, read, M | Z, sa: 0x00);
-        Add("CLOSE ZONE", [0x94, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W | Z, sa: 0x01);
-        Add("FINISH ZONE", [0x94, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W | Z, sa: 0x02);
-        Add("OPEN ZONE", [0x94, 0x03, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W | Z, sa: 0x03);
-        Add("RESET WRITE POINTER", [0x94, 0x04, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W | Z, sa: 0x04);
+        static bool Zoned(ScsiLun l) => l.Device is IZonedBlockDevice;
+        Add("REPORT ZONES", [0x95, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBF, 0], ZonedCommands.ReportZones, read, M, sa: 0x00, available: Zoned);
+        Add("CLOSE ZONE", [0x94, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W, sa: 0x01, available: Zoned);
+        Add("FINISH ZONE", [0x94, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W, sa: 0x02, available: Zoned);
+        Add("OPEN ZONE", [0x94, 0x03, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W, sa: 0x03, available: Zoned);
+        Add("RESET WRITE POINTER", [0x94, 0x04, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W, sa: 0x04, available: Zoned);
 
         // Reservations. PERSISTENT RESERVE IN/OUT have one entry per service action (REPORT SUPPORTED
         // OPERATION CODES lists them so); RESERVE(10)/RELEASE(10) without 3RDPTY or LONGID carry no data.
@@ -131,9 +147,10 @@ internal static class CommandTable
         Add("RELEASE(10)", [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0], ReservationCommands.Release, ReservationRule.Spc2ReserveRelease);
     }
 
-    private static void Add(string name, byte[] usage, CommandExecutor execute, ReservationRule reservation, CommandFlags flags = CommandFlags.None, RangeLayout range = RangeLayout.None, int sa = -1)
+    private static void Add(string name, byte[] usage, CommandExecutor execute, ReservationRule reservation, CommandFlags flags = CommandFlags.None,
+        RangeLayout range = RangeLayout.None, int sa = -1, Func<ScsiLun, bool>? available = null)
     {
-        var info = new CommandInfo(name, usage, execute, reservation, flags, range) { ServiceAction = sa };
+        var info = new CommandInfo(name, usage, execute, reservation, flags, range) { ServiceAction = sa, Available = available };
         all.Add(info);
         if (sa < 0)
         {
@@ -159,6 +176,10 @@ internal static class CommandTable
 
     /// <summary>Whether some service action of this opcode is supported (an unknown service action is then an invalid field, not an invalid opcode).</summary>
     public static bool OpcodeHasServiceActions(byte opcode) => HasServiceActions[opcode];
+
+    /// <summary>Whether <paramref name="lun"/> offers some service action of this opcode.</summary>
+    public static bool OffersServiceActionsOf(byte opcode, ScsiLun lun)
+        => HasServiceActions[opcode] && all.Any(c => c.Opcode == opcode && c.IsAvailableOn(lun));
 
     /// <summary>The command with this opcode (and service action, for opcodes that have them), or null.</summary>
     public static CommandInfo? Find(byte opcode, int serviceAction)

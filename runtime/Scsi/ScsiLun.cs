@@ -40,7 +40,35 @@ public sealed partial class ScsiLun : IDeviceEvents
         taskSet = new TaskSet(int.MaxValue);
         Reservations = new ReservationManager(stateDirectory, Log);
         AttachDevice(device);
+        if (stateDirectory is not null && (Capabilities & DeviceCapabilities.Write) != 0 && !readOnly)
+            AtomicJournal = new AtomicWriteJournal(stateDirectory);
+        Sanitizer = new Sanitize.SanitizeOperation(this, stateDirectory);
+        Sanitizer.ResumeIfInterrupted();
     }
+
+    /// <summary>The journal behind WRITE ATOMIC; null (and the command not offered) without a state directory.</summary>
+    internal AtomicWriteJournal? AtomicJournal { get; }
+
+    /// <summary>Releases what the LU itself holds open (the device is the registry's to close).</summary>
+    internal void Close() => AtomicJournal?.Dispose();
+
+    /// <summary>Replays a WRITE ATOMIC a crash interrupted; call before the LU serves commands.</summary>
+    public async Task RecoverAsync(CancellationToken ct)
+    {
+        if (AtomicJournal is not null && await AtomicJournal.RecoverAsync(Device, ct))
+            Log.Warning("LUN {Lun}: replayed a WRITE ATOMIC that a crash interrupted", Name);
+    }
+
+    /// <summary>The LU's asymmetric access state through its target port group.</summary>
+    internal Alua.AluaPortGroup Alua { get; } = new();
+
+    /// <summary>Changes the LU's ALUA state as an implicit transition (an operator, a failover), telling every initiator.</summary>
+    public void SetAccessState(Alua.AsymmetricAccessState state) => Alua.Change(state, explicitly: false, by: null, UnitAttentions);
+
+    public Alua.AsymmetricAccessState AccessState => Alua.State;
+
+    /// <summary>The LU's SANITIZE operation, running or not.</summary>
+    internal Sanitize.SanitizeOperation Sanitizer { get; }
 
     public LunIdentity Identity { get; }
 
@@ -95,8 +123,8 @@ public sealed partial class ScsiLun : IDeviceEvents
         task.ClearResponse();
         task.RunningOn = this;
         task.Command = CommandTable.Find(task.CdbSpan);
-        if (task.Command is { } zbc && (zbc.Flags & CommandFlags.ZonedOnly) != 0 && Device is not IZonedBlockDevice)
-            task.Command = null; // ZBC IN/OUT exist only on zoned LUNs
+        if (task.Command is { } known && !known.IsAvailableOn(this))
+            task.Command = null; // not offered by this LU: an unknown opcode here
         task.Exclusive = task.Command is { } c && (c.Flags & CommandFlags.Exclusive) != 0;
         if (taskSet.TryEnter(task))
             return RunAsync(task);
@@ -161,7 +189,7 @@ public sealed partial class ScsiLun : IDeviceEvents
     }
 
     /// <summary>Why medium access must wait, if it must: no medium, or the backing store unreachable.</summary>
-    internal SenseData? NotReadySense => Medium.NotPresentSense ?? (readyState == 1 ? Sense.NotReadyTransitioning : null);
+    internal SenseData? NotReadySense => Sanitizer.NotReadySense ?? Medium.NotPresentSense ?? (readyState == 1 ? Sense.NotReadyTransitioning : null);
 
     // ---- lifecycle: quiesce, swap device, resize ----
 
@@ -229,6 +257,9 @@ public sealed partial class ScsiLun : IDeviceEvents
         }
         UnitAttentions.EstablishForAll(Sense.CapacityDataChanged);
     }
+
+    /// <summary>Waits until every command but <paramref name="except"/> that was running has finished.</summary>
+    internal Task WaitForOtherCommandsAsync(ScsiTask? except) => taskSet.WaitForOthersAsync(except);
 
     /// <summary>Aborts tasks in this LUN's task set that match.</summary>
     public int AbortTasks(Func<ScsiTask, bool> match) => taskSet.Abort(match);

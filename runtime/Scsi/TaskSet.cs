@@ -110,6 +110,29 @@ internal sealed class TaskSet(int maxConcurrent)
         return n;
     }
 
+    /// <summary>Completes when no running task other than <paramref name="except"/> is left (new ones must be kept out by the caller).</summary>
+    public async Task WaitForOthersAsync(ScsiTask? except)
+    {
+        while (true)
+        {
+            lock (gate)
+            {
+                var others = running - (except is not null && !except.Waiting && Contains(except) ? 1 : 0);
+                if (others <= 0)
+                    return;
+            }
+            await Task.Delay(1); // rare (SANITIZE), so polling beats a second wake-up path on every Leave
+        }
+    }
+
+    private bool Contains(ScsiTask task)
+    {
+        for (var t = head; t is not null; t = t.SetNext)
+            if (t == task)
+                return true;
+        return false;
+    }
+
     /// <summary>Tasks currently in the set (for task management lookups).</summary>
     public ScsiTask? Find(Func<ScsiTask, bool> match)
     {

@@ -25,13 +25,18 @@ public sealed partial class ComplianceTests
 
     internal sealed record TestResult(string Name, string Verdict, bool Skipped);
 
+    /// <summary>CUnit's per-test verdicts, named <c>Suite.Test</c>.</summary>
     internal static List<TestResult> Parse(string output)
     {
         var results = new List<TestResult>();
+        var suites = SuiteStart().Matches(output);
         var blocks = TestStart().Split(output);
+        var at = 0;
         foreach (var block in blocks.Skip(1))
         {
-            var name = block[..block.IndexOf(' ')];
+            at = output.IndexOf("  Test: " + block[..Math.Min(block.Length, 40)], at, StringComparison.Ordinal);
+            var suite = suites.LastOrDefault(m => m.Index < at)?.Groups[1].Value;
+            var name = (suite is null ? "" : suite + ".") + block[..block.IndexOf(' ')];
             var rest = block[(block.IndexOf("...", StringComparison.Ordinal) + 3)..];
             // The verdict follows "Name ..." directly when the test logged nothing, else starts a line.
             var verdict = rest.StartsWith("passed", StringComparison.Ordinal) || rest.StartsWith("FAILED", StringComparison.Ordinal)
@@ -44,6 +49,9 @@ public sealed partial class ComplianceTests
 
     [GeneratedRegex(@"^  Test: ", RegexOptions.Multiline)]
     private static partial Regex TestStart();
+
+    [GeneratedRegex(@"^Suite: (\S+)", RegexOptions.Multiline)]
+    private static partial Regex SuiteStart();
 
     [GeneratedRegex(@"(?:^|\G)(passed|FAILED)", RegexOptions.Multiline)]
     private static partial Regex Verdict();

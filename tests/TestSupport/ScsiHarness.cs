@@ -30,10 +30,10 @@ public sealed class ScsiHarness : IAsyncDisposable
     /// <param name="readOnly">A read-only LU.</param>
     /// <param name="writeCache">The default WCE.</param>
     /// <param name="stateDirectory">The LUN state directory (APTPL reservations live there); null for none.</param>
-    public ScsiHarness(IBlockDevice device, string name = "test", string subtype = "test", bool readOnly = false, bool writeCache = true, string? stateDirectory = null)
+    public ScsiHarness(IBlockDevice device, string name = "test", string subtype = "test", bool readOnly = false, bool writeCache = true, string? stateDirectory = null, bool removable = false)
     {
         Device = device;
-        Lun = new ScsiLun(LunIdentity.FromName(name, subtype), device, readOnly, writeCache, new LoggerConfiguration().CreateLogger(), stateDirectory);
+        Lun = new ScsiLun(LunIdentity.FromName(name, subtype), device, readOnly, writeCache, new LoggerConfiguration().CreateLogger(), stateDirectory, removable);
         Target = new ScsiTarget(Port.TargetName);
         Target.TryMap(0, Lun);
         Nexus = NewNexus();

@@ -25,9 +25,9 @@ public sealed record IscsiOptions
     public IReadOnlyList<string> DataDigest { get; init; } = ["CRC32C", "None"];
     public TimeSpan LoginTimeout { get; init; } = TimeSpan.FromSeconds(15);
     /// <summary>Idle time after which the target pings with a NOP-In; zero turns pings off.</summary>
-    public TimeSpan NopInInterval { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan NopInInterval { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>How long a pinged connection may stay silent before it is dropped.</summary>
-    public TimeSpan NopInTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan NopInTimeout { get; init; } = TimeSpan.FromSeconds(60);
     public int MaxSessions { get; init; } = 256;
     /// <summary>Write data a session may hold in buffers before MaxCmdSN stops opening the window.</summary>
     public long MaxSessionBufferBytes { get; init; } = 256L << 20;

@@ -74,6 +74,22 @@ internal static class AtomicCommands
             into[i] |= with[i];
     }
 
+    /// <summary>The largest WRITE ATOMIC, in blocks (VPD B0h MAXIMUM ATOMIC TRANSFER LENGTH): 1 MiB.</summary>
+    public static int MaxAtomicBlocks(ScsiLun lun) => Math.Min(lun.MaxTransferBlocks, (1 << 20) / lun.BlockSize);
+
+    /// <summary>WRITE ATOMIC(16): all the blocks or none, even across a crash, through the LU's journal.</summary>
+    public static ValueTask WriteAtomic(ScsiLun lun, ScsiTask task)
+    {
+        if (task.Blocks == 0)
+            return default;
+        if (task.Blocks > MaxAtomicBlocks(lun))
+            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(12));
+        var bytes = (int)task.Blocks * lun.BlockSize;
+        if (task.DataOutLength < bytes)
+            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        return lun.AtomicJournal!.WriteAsync(lun.Device, (long)task.Lba * lun.BlockSize, task.DataOutBuffer!.Memory[..bytes], task.AbortToken);
+    }
+
     private static bool Fua(ScsiTask task) => (task.CdbSpan[1] & 0x08) != 0;
 
     /// <summary>

@@ -43,6 +43,7 @@ internal static class InquiryCommand
         d[2] = 0x06;             // SPC-4
         d[3] = 0x12;             // HISUP, response data format 2
         d[4] = 74 - 5;
+        d[5] = 0x30;             // TPGS 11b: implicit and explicit ALUA
         d[5] |= 0x08;            // 3PC: EXTENDED COPY and RECEIVE COPY RESULTS (Scsi/Copy)
         d[7] = 0x02;             // CMDQUE
         Cdb.PutAscii(d, 8, LunIdentity.VendorId, 8);
@@ -156,6 +157,8 @@ internal static class InquiryCommand
             Cdb.Put32(d, 32, 0x80000000u); // UGAVALID, alignment 0
         }
         Cdb.Put64(d, 36, MediumCommands.MaxWriteSameBlocks(lun));
+        if (lun.AtomicJournal is not null)
+            Cdb.Put32(d, 44, (uint)AtomicCommands.MaxAtomicBlocks(lun)); // no alignment or granularity required
         return 64;
     }
 
@@ -164,6 +167,7 @@ internal static class InquiryCommand
         d[1] = 0xB1;
         Cdb.Put16(d, 2, 0x3C);
         Cdb.Put16(d, 4, (lun.Capabilities & DeviceCapabilities.Rotational) != 0 ? 0 : 1); // 1 = non-rotating
+        d[7] = 0x40; // WABEREQ 01b: after SANITIZE BLOCK ERASE, reads succeed (and return zeros)
         d[8] = ZonedCommands.BlockDeviceCharacteristicsZonedField(lun);
         return 64;
     }

@@ -197,8 +197,6 @@ internal static class MediumCommands
     /// <summary>UNMAP: every descriptor is checked before any range is deallocated.</summary>
     public static ValueTask Unmap(ScsiLun lun, ScsiTask task)
     {
-        if ((lun.Capabilities & DeviceCapabilities.Unmap) == 0)
-            throw new ScsiException(Sense.InvalidOpcode);
         var length = Cdb.U16(task.CdbSpan, 7);
         if (length == 0)
             return default;

@@ -5,9 +5,6 @@ namespace HandlerRuntime.Scsi.Commands;
 /// <summary>START STOP UNIT and PREVENT ALLOW MEDIUM REMOVAL (SBC-3 5.13, 5.21).</summary>
 internal static class MediumStateCommands
 {
-    // POWER CONDITION values SBC-3 defines (0 START_VALID, 1 ACTIVE, 2 IDLE, 3 STANDBY, 5 obsolete sleep, 7 LU_CONTROL, A/B FORCE_*).
-    private static ReadOnlySpan<byte> PowerConditions => [0x0, 0x1, 0x2, 0x3, 0x7, 0xA, 0xB];
-
     public static async ValueTask StartStopUnit(ScsiLun lun, ScsiTask task)
     {
         var cdb = task.CdbSpan;
@@ -15,9 +12,9 @@ internal static class MediumStateCommands
         var noFlush = (cdb[4] & 0x04) != 0;
         var loej = (cdb[4] & 0x02) != 0;
         var start = (cdb[4] & 0x01) != 0;
-        if (PowerConditions.IndexOf((byte)power) < 0)
-            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(4, 7));
-        // Only POWER CONDITION 0 makes START and LOEJ meaningful; the medium never spins down here.
+        // A virtual medium has no power states: any POWER CONDITION is accepted and changes
+        // nothing (libiscsi's PwrCnd test expects every value to succeed). Only with POWER
+        // CONDITION 0 do START and LOEJ mean load or eject.
         if (power != 0 || !loej)
             return;
         if (!lun.Medium.Removable)

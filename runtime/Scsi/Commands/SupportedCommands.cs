@@ -33,9 +33,9 @@ internal static class SupportedCommands
         };
     }
 
-    /// <summary>The command if this LU offers it (ZBC commands only on zoned LUs).</summary>
+    /// <summary>The command if this LU offers it.</summary>
     private static CommandInfo? Offered(ScsiLun lun, CommandInfo? command)
-        => command is not null && ((command.Flags & CommandFlags.ZonedOnly) == 0 || lun.Device is IZonedBlockDevice) ? command : null;
+        => command is not null && command.IsAvailableOn(lun) ? command : null;
 
     private static ValueTask All(ScsiLun lun, ScsiTask task, bool rctd, uint alloc)
     {

@@ -18,9 +18,6 @@ internal static class ZonedCommands
     private const int HeaderBytes = 64;
     private const int DescriptorBytes = 64;
 
-    /// <summary>Whether <paramref name="opcode"/> is ZBC IN or ZBC OUT, which exist only on zoned LUNs.</summary>
-    public static bool IsZbcOpcode(byte opcode) => opcode is ZbcIn or ZbcOut;
-
     /// <summary>PERIPHERAL DEVICE TYPE: 14h for a host-managed zoned device, 00h otherwise (host-aware devices are direct access).</summary>
     public static byte PeripheralDeviceType(ScsiLun lun)
         => lun.Device is IZonedBlockDevice { ZonedCharacteristics.Model: ZoneModel.HostManaged } ? HostManagedDeviceType : (byte)0x00;

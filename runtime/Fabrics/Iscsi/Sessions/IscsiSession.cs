@@ -105,12 +105,13 @@ internal sealed class IscsiSession
             if (last)
                 closed = true;
         }
+        if (last)
+            EndNexus(); // at once: the initiator may already be logging in again
         await AbortAsync(c => c.Connection == connection, coreAlso: true);
         if (last)
         {
             await WaitDrainedAsync(TimeSpan.FromSeconds(60));
             Fabric.Sessions.Remove(this);
-            EndNexus();
             Log.Information("iSCSI session {Initiator} (ISID 0x{Isid:x12}, TSIH {Tsih}) to {Target} closed", InitiatorName, Isid, Tsih, Target?.Name ?? "discovery");
         }
     }
