@@ -126,7 +126,6 @@ public sealed class LunRegistry : IAsyncDisposable
         Directory.CreateDirectory(stateDirectory);
         var relay = new DeviceEventsRelay();
         var device = await OpenAsync(handler, definition, config, stateDirectory, relay, ct);
-        ScsiLun? lun = null;
         try
         {
             var g = device.Geometry;
@@ -134,6 +133,7 @@ public sealed class LunRegistry : IAsyncDisposable
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler opened it with {g.LogicalBlockSize}-byte blocks, not the requested {definition.BlockSize}.");
             if (!DeviceGeometry.IsValidBlockSize(g.LogicalBlockSize) || g.BlockCount <= 0)
                 throw new LunException($"LUN {definition.Name}: the {subtype} handler reported an unusable geometry ({g.BlockCount} blocks of {g.LogicalBlockSize} bytes).");
+            ScsiLun lun;
             try
             {
                 // The LU keeps APTPL persistent reservations in its state directory and restores them here.
@@ -163,7 +163,6 @@ public sealed class LunRegistry : IAsyncDisposable
         catch
         {
             await device.DisposeAsync();
-            lun?.Close();
             throw;
         }
     }
@@ -245,7 +244,6 @@ public sealed class LunRegistry : IAsyncDisposable
             log.Error(e, "LUN {Lun}: flush before close failed", entry.Name);
         }
         await entry.Lun.Device.DisposeAsync();
-        entry.Lun.Close();
     }
 
     public async Task<LunEntry> ResizeAsync(string name, long newSize, CancellationToken ct)

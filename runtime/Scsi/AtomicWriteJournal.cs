@@ -12,19 +12,20 @@ namespace HandlerRuntime.Scsi;
 /// replays it (the write is idempotent); the invalidation before GOOD ensures a replay can
 /// never clobber a later write. WRITE ATOMIC runs alone in the task set, so one record suffices.
 /// </summary>
-internal sealed class AtomicWriteJournal : IDisposable
+internal sealed class AtomicWriteJournal
 {
     private const ulong Magic = 0x4852_5441_5731_3031; // "HRTAW101"
     private const int HeaderBytes = 8 + 8 + 4 + 32;     // magic, offset, length, SHA-256 of the data
-    private readonly FileStream file;
 
     public AtomicWriteJournal(string stateDirectory)
     {
         Path = System.IO.Path.Combine(stateDirectory, "atomic-write.journal");
-        file = new FileStream(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
     }
 
     public string Path { get; }
+
+    // Opened per operation: WRITE ATOMIC is rare, and its fsyncs dwarf an open.
+    private FileStream Open() => new(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
 
     /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/> through the journal.</summary>
     public async ValueTask WriteAsync(IBlockDevice device, long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
@@ -35,14 +36,18 @@ internal sealed class AtomicWriteJournal : IDisposable
         BinaryPrimitives.WriteInt32BigEndian(record.AsSpan(16), data.Length);
         SHA256.HashData(data.Span, record.AsSpan(20, 32));
         data.Span.CopyTo(record.AsSpan(HeaderBytes));
+        await using var file = Open();
         await RandomAccess.WriteAsync(file.SafeFileHandle, record, 0, ct);
         file.Flush(flushToDisk: true);
-        await ApplyAsync(device, offset, data, ct);
+        await ApplyAsync(file, device, offset, data, ct);
     }
 
     /// <summary>Replays a record a crash left valid; false when there was none.</summary>
     public async ValueTask<bool> RecoverAsync(IBlockDevice device, CancellationToken ct)
     {
+        if (!File.Exists(Path))
+            return false;
+        await using var file = Open();
         var length = RandomAccess.GetLength(file.SafeFileHandle);
         if (length < HeaderBytes)
             return false;
@@ -58,11 +63,11 @@ internal sealed class AtomicWriteJournal : IDisposable
         await RandomAccess.ReadAsync(file.SafeFileHandle, data, HeaderBytes, ct);
         if (!SHA256.HashData(data).AsSpan().SequenceEqual(header.AsSpan(20, 32)))
             return false;
-        await ApplyAsync(device, offset, data, ct);
+        await ApplyAsync(file, device, offset, data, ct);
         return true;
     }
 
-    private async ValueTask ApplyAsync(IBlockDevice device, long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
+    private static async ValueTask ApplyAsync(FileStream file, IBlockDevice device, long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var caps = device.Capabilities;
         await device.WriteAsync(offset, data, (caps & DeviceCapabilities.Fua) != 0 ? WriteFlags.Fua : WriteFlags.None, ct);
@@ -71,6 +76,4 @@ internal sealed class AtomicWriteJournal : IDisposable
         await RandomAccess.WriteAsync(file.SafeFileHandle, new byte[8], 0, ct); // invalidate before GOOD
         file.Flush(flushToDisk: true);
     }
-
-    public void Dispose() => file.Dispose();
 }

@@ -49,9 +49,6 @@ public sealed partial class ScsiLun : IDeviceEvents
     /// <summary>The journal behind WRITE ATOMIC; null (and the command not offered) without a state directory.</summary>
     internal AtomicWriteJournal? AtomicJournal { get; }
 
-    /// <summary>Releases what the LU itself holds open (the device is the registry's to close).</summary>
-    internal void Close() => AtomicJournal?.Dispose();
-
     /// <summary>Replays a WRITE ATOMIC a crash interrupted; call before the LU serves commands.</summary>
     public async Task RecoverAsync(CancellationToken ct)
     {

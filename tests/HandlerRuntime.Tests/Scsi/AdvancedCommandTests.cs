@@ -130,13 +130,12 @@ public sealed class AdvancedCommandTests(BundledHandlers handlers) : IClassFixtu
             cdb[10] = cdb[11] = 0;
             Assert.True((await h.RunAsync(cdb, data)).Good);
             Assert.Equal(data, (await h.RunAsync(Cdbs.Read10(40, 8))).DataIn);
-            h.Lun.Close();
         }
 
         // A crash between the durable journal and the device write: the next start replays it.
         await using (var device = await handlers.OpenAsync("file/" + img))
         {
-            using var journal = new AtomicWriteJournal(state);
+            var journal = new AtomicWriteJournal(state);
             await Assert.ThrowsAsync<IOException>(async () => await journal.WriteAsync(new CrashingDevice(device), 80 * Bs, Fill(4, 0x66), default));
         }
         Assert.NotEqual(Fill(4, 0x66), (await File.ReadAllBytesAsync(img))[(80 * Bs)..(84 * Bs)]);
@@ -148,7 +147,6 @@ public sealed class AdvancedCommandTests(BundledHandlers handlers) : IClassFixtu
             Assert.True((await h.RunAsync(Cdbs.Write10(80, 4), Fill(4, 0x11))).Good);
             await h.Lun.RecoverAsync(default);
             Assert.Equal(Fill(4, 0x11), (await h.RunAsync(Cdbs.Read10(80, 4))).DataIn);
-            h.Lun.Close();
         }
     }
 

@@ -97,6 +97,10 @@ internal sealed partial class IscsiConnection
         }
         finally
         {
+            // Nexus loss first, before the sender drains: an initiator that dropped its last
+            // connection may be logging in again already, and must find PREVENT and RESERVE gone.
+            if (Session is { } lost && lost.IsLastConnection(this))
+                lost.EndNexus();
             await StopSenderAsync(); // lets a final Reject or logout response out
             Close(why);
             if (Session is { } s)
@@ -121,6 +125,25 @@ internal sealed partial class IscsiConnection
     }
 
     /// <summary>Closes the socket; the reader and the sender then end.</summary>
+    /// <summary>
+    /// Whether the peer closed the connection though its end may not be processed yet: the
+    /// socket is readable with nothing to read (a FIN), or gone. Does not consume anything.
+    /// </summary>
+    public bool ClosedByPeer
+    {
+        get
+        {
+            try
+            {
+                return IsClosed || (socket.Poll(0, SelectMode.SelectRead) && socket.Available == 0);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return true;
+            }
+        }
+    }
+
     public void Close(string why)
     {
         if (Interlocked.Exchange(ref closed, 1) != 0)

@@ -271,6 +271,7 @@ internal sealed partial class IscsiConnection
         }
         else
         {
+            EndNexusesThePeerAlreadyDropped(s.InitiatorName!, s.Target);
             if (Fabric.Sessions.FindSame(s.InitiatorName!, s.Isid, s.Target) is { } old)
             {
                 // Session reinstatement (RFC 7143 6.3.5): the old session ends, its tasks are aborted.
@@ -288,6 +289,20 @@ internal sealed partial class IscsiConnection
         }
         Session = session;
         return null;
+    }
+
+    /// <summary>
+    /// Events of different connections are handled on different threads, so an initiator that
+    /// drops a session and logs in again at once (a millisecond on loopback) could otherwise
+    /// reach its LU before the old connection's end is processed, and still meet that session's
+    /// PREVENT or RESERVE. A new session of the initiator first ends the nexus of any session of
+    /// its whose every connection the peer has already closed (the FIN is in the kernel).
+    /// </summary>
+    private void EndNexusesThePeerAlreadyDropped(string initiatorName, Scsi.ScsiTarget? target)
+    {
+        foreach (var other in Fabric.Sessions.All)
+            if (other.Target == target && string.Equals(other.InitiatorName, initiatorName, StringComparison.OrdinalIgnoreCase) && other.AllConnectionsClosedByPeer())
+                other.EndNexus();
     }
 
     private LoginOutcome Fail(LoginState s, LoginStatus status, string why, List<KeyValuePair<string, string>>? reply = null)

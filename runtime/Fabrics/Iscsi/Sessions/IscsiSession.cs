@@ -118,6 +118,20 @@ internal sealed class IscsiSession
 
     private int nexusEnded;
 
+    /// <summary>Whether the peer has closed every connection of this session (its end may not be processed yet).</summary>
+    public bool AllConnectionsClosedByPeer()
+    {
+        lock (gate)
+            return connections.Count > 0 && connections.All(c => c.ClosedByPeer);
+    }
+
+    /// <summary>Whether <paramref name="connection"/> is the session's only remaining connection.</summary>
+    public bool IsLastConnection(IscsiConnection connection)
+    {
+        lock (gate)
+            return connections.Count == 1 && connections.Contains(connection);
+    }
+
     /// <summary>
     /// I_T nexus loss: state the nexus held in the LUs (PREVENT, SPC-2 reservations) ends.
     /// Called once, at the first of logout, reinstatement or the last connection's end, and
