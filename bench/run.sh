@@ -13,6 +13,7 @@
 #   BENCH_OUT=bench/results   where results.json, ratios.png and raw runs go
 #   TGTD_ARGS=""          extra arguments for tgtd (its defaults otherwise)
 #   BENCH_NO_BUILD=1      use the hrt already built in Release
+#   HRT_BIN=path          another hrt executable (e.g. a copy of an earlier build, for before/after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -49,7 +50,7 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   log "building hrt (Release)"
   dotnet build runtime -c Release -nologo -v q >&2
 fi
-hrt=$repo/runtime/bin/Release/net10.0/hrt
+hrt=${HRT_BIN:-$repo/runtime/bin/Release/net10.0/hrt}
 [ -x "$hrt" ] || { echo "bench/run.sh: $hrt is missing; build it (dotnet build runtime -c Release)" >&2; exit 2; }
 
 # ---- helpers ----
@@ -142,8 +143,10 @@ run_one() {  # backing round server pid url name tool args count bytes
   local before after seconds requests
   local load; load=$(cut -d' ' -f1 /proc/loadavg)
   if ! kill -0 "$pid" 2>/dev/null; then
-    echo "bench/run.sh: $server (pid $pid) has died; its output:" >&2
+    local status=0; wait "$pid" || status=$?
+    echo "bench/run.sh: $server (pid $pid) has died with status $status; its output and log:" >&2
     cat "$work/hrt/out.txt" "$work/tgtd.txt" >&2 2>/dev/null || true
+    tail -30 "$work/hrt/log/hrt.log" >&2 2>/dev/null || true
     exit 1
   fi
   before=$(cpu_ticks "$pid")

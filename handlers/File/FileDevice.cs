@@ -5,9 +5,16 @@ using Microsoft.Win32.SafeHandles;
 namespace HandlerRuntime.Handlers.File;
 
 /// <summary>
-/// An open file: pread/pwrite through <see cref="RandomAccess"/>, fdatasync for flush and
-/// FUA, holes punched for UNMAP, zero ranges for write zeroes, SEEK_DATA/SEEK_HOLE for
-/// GET LBA STATUS. Safe for concurrent use.
+/// An open file: positional reads and writes, fdatasync for flush and FUA, holes punched
+/// for UNMAP, zero ranges for write zeroes, SEEK_DATA/SEEK_HOLE for GET LBA STATUS. Safe
+/// for concurrent use.
+/// <para>
+/// I/O that cannot wait for a disk completes on the caller's thread: everything on tmpfs
+/// (a memory copy), reads the page cache already holds (preadv2 with RWF_NOWAIT) and writes
+/// the filesystem takes without waiting (pwritev2 with RWF_NOWAIT, where supported). The
+/// rest goes to the thread pool through <see cref="RandomAccess"/>, as do fdatasync calls,
+/// so the fabric's reader never blocks on a disk.
+/// </para>
 /// </summary>
 internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
 {
@@ -15,6 +22,9 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     private readonly string path;
     private readonly bool blockDevice;
     private readonly int fd;
+    private readonly bool inMemory;
+    private volatile bool readNoWait = true;
+    private volatile bool writeNoWait = true;
     private DeviceGeometry geometry;
 
     public FileDevice(SafeFileHandle handle, string path, long size, int blockSize, bool readOnly, bool blockDevice)
@@ -23,6 +33,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         this.path = path;
         this.blockDevice = blockDevice;
         fd = (int)handle.DangerousGetHandle();
+        inMemory = !blockDevice && Libc.IsInMemoryFileSystem(fd);
         geometry = DeviceGeometry.FromSize(size, blockSize).WithUnmapGranularity(4096);
         var caps = DeviceCapabilities.Flush;
         if (!readOnly)
@@ -40,7 +51,15 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
 
     public ThreadModel ThreadModel => ThreadModel.Parallel;
 
-    public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var done = TryInline(read: true, offset, destination.Span);
+        if (done == destination.Length)
+            return default;
+        return ReadPooledAsync(offset + done, destination[done..], cancellationToken);
+    }
+
+    private async ValueTask ReadPooledAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
         while (!destination.IsEmpty)
         {
@@ -55,18 +74,63 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         }
     }
 
-    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
+    {
+        // A FUA write waits for fdatasync, which belongs on the thread pool.
+        var done = (flags & WriteFlags.Fua) == 0 ? TryInline(read: false, offset, MemoryMarshal.AsMemory(source).Span) : 0;
+        if (done == source.Length)
+            return default;
+        return WritePooledAsync(offset + done, source[done..], flags, cancellationToken);
+    }
+
+    private async ValueTask WritePooledAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
     {
         await RandomAccess.WriteAsync(handle, source, offset, cancellationToken);
         if ((flags & WriteFlags.Fua) != 0)
             Sync();
     }
 
-    public ValueTask FlushAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Moves what can be moved without waiting for a disk, on this thread; returns the bytes
+    /// done (0 when nothing could be). The caller finishes the rest on the thread pool, where
+    /// short reads at the end of the file and real errors are dealt with.
+    /// </summary>
+    private unsafe int TryInline(bool read, long offset, Span<byte> buffer)
     {
-        Sync();
-        return default;
+        var noWait = read ? readNoWait : writeNoWait;
+        if (!inMemory && !noWait)
+            return 0;
+        var flags = inMemory ? 0 : Libc.RwfNoWait;
+        var done = 0;
+        fixed (byte* start = buffer)
+        {
+            while (done < buffer.Length)
+            {
+                var iov = new Libc.IoVec { Base = (nint)(start + done), Length = (nuint)(buffer.Length - done) };
+                var n = read ? Libc.preadv2(fd, &iov, 1, offset + done, flags) : Libc.pwritev2(fd, &iov, 1, offset + done, flags);
+                if (n > 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                if (n == 0)
+                    return done; // end of file: the pooled path zero-fills
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == Libc.EINTR)
+                    continue;
+                if (errno is Libc.EOPNOTSUPP or Libc.EINVAL && !inMemory)
+                {
+                    // This filesystem does not do RWF_NOWAIT for this direction: stop trying.
+                    if (read) readNoWait = false; else writeNoWait = false;
+                }
+                return done; // EAGAIN (not cached, or the write would wait) or an error the pooled path reports
+            }
+        }
+        return done;
     }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken)
+        => new(Task.Run(Sync, CancellationToken.None)); // fdatasync waits for the disk: not on the caller's thread
 
     public ValueTask UnmapAsync(long offset, long length, CancellationToken cancellationToken)
         => Fallocate(Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length, cancellationToken);
