@@ -29,6 +29,11 @@ def metrics(r):
         "server_s_per_gib": r["server_cpu_s"] / gib,
         "client_us_per_cmd": r["client_cpu_s"] / n * 1e6,
         "load": r["load"],
+        # hrt only (from `hrt status`): what the server allocated per command, less the status requests themselves
+        # (login and session setup of the client's one connection are included)
+        "allocated_bytes_per_cmd": max(0, r.get("allocated_bytes", 0) - r.get("status_overhead_bytes", 0) - r.get("idle_bytes", 0)) / n,
+        "gen0_collections": r.get("gcs", [0, 0, 0])[0],
+        "gen2_collections": r.get("gcs", [0, 0, 0])[2],
     }
 
 
@@ -117,6 +122,15 @@ for backing, ws in results.items():
         print(f"| {backing} | {LABEL[w]} | {speed_cell(w, h)} | {speed_cell(w, t)} | {speed} | {speed_goal} | "
               f"{cpu_cell(w, h)} | {cpu_cell(w, t)} | {r['server_cpu']:.2f}x | {cpu_goal} | "
               f"{h['client_us_per_cmd']:.1f} us | {t['client_us_per_cmd']:.1f} us |")
+print("\nhrt's garbage collector during the runs (medians; from `hrt status`; the status request and the idle allocation rate "
+      "of hrt's timers are subtracted, the client's login and session setup are not):\n")
+print("| backing | workload | bytes allocated per command | gen 0 collections per run | gen 2 collections per run |")
+print("|---|---|---:|---:|---:|")
+for backing, ws in results.items():
+    for w, e in ws.items():
+        if "hrt" in e:
+            m = e["hrt"]["median"]
+            print(f"| {backing} | {LABEL[w]} | {m['allocated_bytes_per_cmd']:.2f} | {m['gen0_collections']:.0f} | {m['gen2_collections']:.0f} |")
 loads = [r["load"] for r in runs]
 print(f"\nLoad average at the start of each run: min {min(loads):.2f}, max {max(loads):.2f}. "
       f"Server CPU is utime+stime of the server process over the run; client CPU is the client's own. "

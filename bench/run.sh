@@ -125,6 +125,14 @@ start_tgt() {  # $1 backing file
 
 stop_servers() { stop_hrt; stop_tgt; }
 
+# hrt's garbage collector so far: "allocated_bytes gen0 gen1 gen2" (from hrt status --json).
+hrt_gc() {
+  "$hrt" status --json --control "$work/hrt/hrt.sock" 2>/dev/null | python3 -c '
+import json, sys
+g = json.load(sys.stdin).get("gc") or {}
+print(g.get("allocatedBytes", 0), g.get("gen0Collections", 0), g.get("gen1Collections", 0), g.get("gen2Collections", 0))'
+}
+
 scaled() { python3 -c "print(max(1, int($1 * $scale)))"; }
 
 # Workloads: name|tool|arguments|requests|bytes per request
@@ -149,6 +157,9 @@ run_one() {  # backing round server pid url name tool args count bytes
     tail -30 "$work/hrt/log/hrt.log" >&2 2>/dev/null || true
     exit 1
   fi
+  local gc_before="0 0 0 0" gc_after="0 0 0 0"
+  [ "$server" = hrt ] && gc_before=$(hrt_gc)
+  local t0; t0=$(date +%s.%N)
   before=$(cpu_ticks "$pid")
   if [ "$tool" = qemu ]; then
     # shellcheck disable=SC2086
@@ -165,10 +176,16 @@ run_one() {  # backing round server pid url name tool args count bytes
     requests=$(( iops * random_seconds ))
   fi
   after=$(cpu_ticks "$pid")
+  [ "$server" = hrt ] && gc_after=$(hrt_gc)
+  local wall; wall=$(python3 -c "import time; print(time.time() - $t0)")
   read -r cu cs <"$work/time.txt"
-  printf '{"backing":"%s","round":%s,"server":"%s","workload":"%s","requests":%s,"bytes":%s,"seconds":%s,"server_cpu_s":%s,"client_cpu_s":%s,"load":%s}\n' \
+  read -r a0 g00 g10 g20 <<<"$gc_before"
+  read -r a1 g01 g11 g21 <<<"$gc_after"
+  printf '{"backing":"%s","round":%s,"server":"%s","workload":"%s","requests":%s,"bytes":%s,"seconds":%s,"server_cpu_s":%s,"client_cpu_s":%s,"load":%s,"allocated_bytes":%s,"gcs":[%s,%s,%s],"status_overhead_bytes":%s,"idle_bytes":%s}\n' \
     "$backing" "$round" "$server" "$name" "$requests" "$bytes" "$seconds" \
-    "$(python3 -c "print(($after-$before)/$clk_tck)")" "$(python3 -c "print($cu+$cs)")" "$load" >>"$raw"
+    "$(python3 -c "print(($after-$before)/$clk_tck)")" "$(python3 -c "print($cu+$cs)")" "$load" \
+    "$((a1 - a0))" "$((g01 - g00))" "$((g11 - g10))" "$((g21 - g20))" "${status_overhead:-0}" \
+    "$(python3 -c "print(int(max(0, $wall * ${idle_bytes_per_s:-0})))")" >>"$raw"
   log "$backing r$round $server $name: ${seconds}s for $requests requests (load $load)"
 }
 
@@ -185,6 +202,12 @@ for backing in $backings; do
   dd if=/dev/zero of="$file" bs=1M count="$size_mib" conv=fsync status=none
   start_hrt "$file"
   start_tgt "$file"
+  # What one status request allocates in hrt itself, subtracted from each run's count.
+  read -r s0 _ <<<"$(hrt_gc)"; read -r s1 _ <<<"$(hrt_gc)"; read -r s2 _ <<<"$(hrt_gc)"
+  status_overhead=$(( (s2 - s0) / 2 ))
+  # What hrt allocates when idle (timers: plugin rescans, keep-alives), per second, also subtracted.
+  read -r i0 _ <<<"$(hrt_gc)"; sleep 3; read -r i1 _ <<<"$(hrt_gc)"
+  idle_bytes_per_s=$(( (i1 - i0 - status_overhead) / 3 ))
   # Warm-up: hrt's JIT tiers up and both page caches fill; not measured.
   while IFS='|' read -r name tool args count bytes; do
     [ "$tool" = qemu ] || continue

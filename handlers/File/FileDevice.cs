@@ -12,8 +12,8 @@ namespace HandlerRuntime.Handlers.File;
 /// I/O that cannot wait for a disk completes on the caller's thread: everything on tmpfs
 /// (a memory copy), reads the page cache already holds (preadv2 with RWF_NOWAIT) and writes
 /// the filesystem takes without waiting (pwritev2 with RWF_NOWAIT, where supported). The
-/// rest goes to the thread pool through <see cref="RandomAccess"/>, as do fdatasync calls,
-/// so the fabric's reader never blocks on a disk.
+/// rest goes to the thread pool as pooled <see cref="FileOperation"/>s, as do fdatasync
+/// calls, so the fabric's reader never blocks on a disk.
 /// </para>
 /// </summary>
 internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
@@ -25,6 +25,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     private readonly bool inMemory;
     private volatile bool readNoWait = true;
     private volatile bool writeNoWait = true;
+    private readonly FileOperation.Pool operations = new();
     private DeviceGeometry geometry;
 
     public FileDevice(SafeFileHandle handle, string path, long size, int blockSize, bool readOnly, bool blockDevice)
@@ -59,18 +60,55 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         return ReadPooledAsync(offset + done, destination[done..], cancellationToken);
     }
 
-    private async ValueTask ReadPooledAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    private ValueTask ReadPooledAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+        => FileOperation.Start(operations, this, FileOperation.Kind.Read, offset, destination);
+
+    /// <summary>pread until done, on a thread that may wait; past the end of the file reads as zeros (it was truncated under us).</summary>
+    internal unsafe void ReadBlocking(long offset, Span<byte> destination)
     {
-        while (!destination.IsEmpty)
+        fixed (byte* start = destination)
         {
-            var n = await RandomAccess.ReadAsync(handle, destination, offset, cancellationToken);
-            if (n == 0)
+            var done = 0;
+            while (done < destination.Length)
             {
-                destination.Span.Clear(); // the file was truncated under us: past its end reads as zeros
-                return;
+                var iov = new Libc.IoVec { Base = (nint)(start + done), Length = (nuint)(destination.Length - done) };
+                var n = Libc.preadv2(fd, &iov, 1, offset + done, 0);
+                if (n > 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                if (n == 0)
+                {
+                    destination[done..].Clear();
+                    return;
+                }
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno != Libc.EINTR)
+                    throw new IOException($"{path}: read at {offset + done} failed with errno {errno}");
             }
-            destination = destination[n..];
-            offset += n;
+        }
+    }
+
+    /// <summary>pwrite until done, on a thread that may wait.</summary>
+    internal unsafe void WriteBlocking(long offset, Span<byte> source)
+    {
+        fixed (byte* start = source)
+        {
+            var done = 0;
+            while (done < source.Length)
+            {
+                var iov = new Libc.IoVec { Base = (nint)(start + done), Length = (nuint)(source.Length - done) };
+                var n = Libc.pwritev2(fd, &iov, 1, offset + done, 0);
+                if (n > 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                var errno = n == 0 ? 0 : Marshal.GetLastPInvokeError();
+                if (errno != Libc.EINTR)
+                    throw new IOException($"{path}: write at {offset + done} failed with errno {errno}");
+            }
         }
     }
 
@@ -83,12 +121,9 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         return WritePooledAsync(offset + done, source[done..], flags, cancellationToken);
     }
 
-    private async ValueTask WritePooledAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
-    {
-        await RandomAccess.WriteAsync(handle, source, offset, cancellationToken);
-        if ((flags & WriteFlags.Fua) != 0)
-            Sync();
-    }
+    private ValueTask WritePooledAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
+        => FileOperation.Start(operations, this, (flags & WriteFlags.Fua) != 0 ? FileOperation.Kind.WriteThenSync : FileOperation.Kind.Write,
+            offset, MemoryMarshal.AsMemory(source));
 
     /// <summary>
     /// Moves what can be moved without waiting for a disk, on this thread; returns the bytes
@@ -130,7 +165,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     }
 
     public ValueTask FlushAsync(CancellationToken cancellationToken)
-        => new(Task.Run(Sync, CancellationToken.None)); // fdatasync waits for the disk: not on the caller's thread
+        => FileOperation.Start(operations, this, FileOperation.Kind.Sync, 0, default); // fdatasync waits for the disk: not on the caller's thread
 
     public ValueTask UnmapAsync(long offset, long length, CancellationToken cancellationToken)
         => Fallocate(Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length, cancellationToken);
@@ -177,7 +212,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         return ValueTask.FromResult((true, Math.Clamp(mapped, 1, maxLength)));
     }
 
-    private void Sync()
+    internal void Sync()
     {
         if (Libc.fdatasync(fd) != 0)
             throw new ScsiException(Sense.WriteError, $"{path}: fdatasync failed with errno {Marshal.GetLastPInvokeError()}");

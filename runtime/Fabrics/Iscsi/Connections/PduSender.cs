@@ -183,6 +183,7 @@ internal sealed class PduSender : IDisposable
     }
 
     /// <summary>Writes queued PDUs until none is left; the caller has set <see cref="draining"/>.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask DrainAsync(bool byReader)
     {
         try
