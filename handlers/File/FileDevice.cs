@@ -36,7 +36,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         fd = (int)handle.DangerousGetHandle();
         inMemory = !blockDevice && Libc.IsInMemoryFileSystem(fd);
         geometry = DeviceGeometry.FromSize(size, blockSize).WithUnmapGranularity(4096);
-        var caps = DeviceCapabilities.Flush;
+        var caps = DeviceCapabilities.Flush | DeviceCapabilities.NonBlocking; // see TryInline and FileOperation
         if (!readOnly)
         {
             caps |= DeviceCapabilities.Write | DeviceCapabilities.WriteZeroes;

@@ -33,6 +33,8 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice, IProvisioningSta
             caps |= DeviceCapabilities.Write | DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes | DeviceCapabilities.WriteZeroes;
         if (file is not null)
             caps |= DeviceCapabilities.Flush | DeviceCapabilities.Fua;
+        else
+            caps |= DeviceCapabilities.NonBlocking; // memory copies only; a mapped file's msync may wait for the disk
         Capabilities = readOnly ? caps & ~DeviceCapabilities.Resize : caps;
     }
 

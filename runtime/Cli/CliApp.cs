@@ -246,6 +246,7 @@ public static class CliApp
     /// <summary>Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration.</summary>
     public static async Task<int> ServeAsync(ServeOptions options, CancellationToken ct)
     {
+        Fabrics.NetworkThreads.PreferInlineCompletions();
         Daemon daemon;
         try
         {
