@@ -135,6 +135,9 @@ loads = [r["load"] for r in runs]
 print(f"\nLoad average at the start of each run: min {min(loads):.2f}, max {max(loads):.2f}. "
       f"Server CPU is utime+stime of the server process over the run; client CPU is the client's own. "
       f"QD1 speed is latency (lower is better); every other hrt/tgt speed ratio is throughput (higher is better).")
+restarts = max((r.get("hrt_restarts", 0) for r in runs), default=0)
+if restarts:
+    print(f"hrt was stopped from outside {restarts} time(s) during the benchmark and restarted (see the log); its medians include runs after the restart.")
 print(f"All targets met: {'yes' if met_all else 'no'}")
 
 # Chart: speed ratio (higher is better) and server CPU ratio (lower is better) per workload and backing.
