@@ -199,6 +199,7 @@ run_one() {  # backing round server pid url name tool args count bytes
 }
 
 raw=$out/raw.jsonl
+BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC'); export BENCH_DATE   # when the runs started, for the report
 : >"$raw"
 log "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; load before: $(cat /proc/loadavg)"
 for backing in $backings; do
