@@ -42,6 +42,8 @@ internal sealed class PduSender : IDisposable
     private bool draining;   // a thread (the loop or the reader) is writing; it empties the queue before it stops
     private bool loopParked; // the loop waits for wake
     private bool completed;  // no more PDUs are taken
+    private bool handedOver; // the reader's last send did not complete at once: the loop finishes it, then drains
+    private ValueTask handedOverSend;
     private int used;
     private int backlog;
     private Task? loop;
@@ -156,20 +158,36 @@ internal sealed class PduSender : IDisposable
         while (true)
         {
             bool park;
+            var takeOver = false;
+            ValueTask unfinished = default;
             lock (gate)
             {
-                // A closed connection writes nothing more: what is queued is dropped below.
-                if (completed && !draining && (pending.Count == 0 || connection.IsClosed))
-                    break;
-                park = draining || pending.Count == 0;
-                if (park)
+                if (handedOver)
                 {
-                    wake.Reset();
-                    loopParked = true;
+                    // The reader left a send that waits for the initiator; draining stays set, now ours.
+                    handedOver = false;
+                    unfinished = handedOverSend;
+                    handedOverSend = default;
+                    takeOver = true;
+                    park = false;
+                }
+                // A closed connection writes nothing more: what is queued is dropped below.
+                else if (completed && !draining && (pending.Count == 0 || connection.IsClosed))
+                {
+                    break;
                 }
                 else
                 {
-                    draining = true;
+                    park = draining || pending.Count == 0;
+                    if (park)
+                    {
+                        wake.Reset();
+                        loopParked = true;
+                    }
+                    else
+                    {
+                        draining = true;
+                    }
                 }
             }
             if (park)
@@ -177,9 +195,27 @@ internal sealed class PduSender : IDisposable
                 await wake.WaitAsync();
                 continue;
             }
+            if (takeOver && !await FinishSendAsync(unfinished))
+                continue;
             await DrainAsync(byReader: false);
         }
         Drain();
+    }
+
+    /// <summary>Waits for a send the reader started; false when the connection failed (the sender is then stopped).</summary>
+    private async ValueTask<bool> FinishSendAsync(ValueTask send)
+    {
+        try
+        {
+            await send;
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
+        {
+            connection.Close("send failed: " + e.Message);
+            Stop();
+            return false;
+        }
     }
 
     /// <summary>Writes queued PDUs until none is left; the caller has set <see cref="draining"/>.</summary>
@@ -210,7 +246,24 @@ internal sealed class PduSender : IDisposable
                 }
                 if (item.Kind == OutboundKind.None || handOver)
                 {
-                    await FlushAsync();
+                    var send = FlushAsync();
+                    if (byReader && !send.IsCompleted)
+                    {
+                        // The initiator is not taking data now: the loop finishes this send and
+                        // the drain, the reader goes back to reading (it never waits on the initiator).
+                        bool wakeLoop;
+                        lock (gate)
+                        {
+                            handedOver = true;
+                            handedOverSend = send;
+                            wakeLoop = loopParked;
+                            loopParked = false;
+                        }
+                        if (wakeLoop)
+                            wake.Set();
+                        return;
+                    }
+                    await send;
                     bool signal;
                     lock (gate)
                     {
