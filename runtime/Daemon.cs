@@ -211,7 +211,8 @@ public sealed class Daemon : IAsyncDisposable
         return new StatusDto(Version, Environment.ProcessId, (long)(DateTimeOffset.UtcNow - started).TotalSeconds, source.FilePath,
             logs.Level, LogLevels.Name(logs.Level), logs.LogFile, settings.HandlerPath, settings.StateDirectory, settings.ControlSocket,
             fabrics.SelectMany(f => f.Endpoints).ToList(), Luns.Entries.Count, Luns.Waiting.Count,
-            fabrics.Sum(f => f.Sessions.Count), Plugins.Plugins.Count, handlerStatus);
+            fabrics.Sum(f => f.Sessions.Count), Plugins.Plugins.Count, handlerStatus,
+            new GcDto(GC.GetTotalAllocatedBytes(precise: true), GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds));
     }
 
     public IReadOnlyList<HandlerDto> Handlers()

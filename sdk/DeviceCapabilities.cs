@@ -22,4 +22,11 @@ public enum DeviceCapabilities
     Resize = 1 << 6,
     /// <summary>The medium rotates (VPD B1 reports it; otherwise non-rotating).</summary>
     Rotational = 1 << 7,
+    /// <summary>
+    /// <see cref="IBlockDevice.ReadAsync"/> and <see cref="IBlockDevice.WriteAsync"/> never wait
+    /// for a disk on the caller's thread (they copy memory, or hand the waiting to other threads),
+    /// so the runtime may run READ and WRITE on its network threads instead of hopping to the
+    /// thread pool. Declare it only when that holds for every call, FUA included.
+    /// </summary>
+    NonBlocking = 1 << 8,
 }

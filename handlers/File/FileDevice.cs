@@ -5,9 +5,16 @@ using Microsoft.Win32.SafeHandles;
 namespace HandlerRuntime.Handlers.File;
 
 /// <summary>
-/// An open file: pread/pwrite through <see cref="RandomAccess"/>, fdatasync for flush and
-/// FUA, holes punched for UNMAP, zero ranges for write zeroes, SEEK_DATA/SEEK_HOLE for
-/// GET LBA STATUS. Safe for concurrent use.
+/// An open file: positional reads and writes, fdatasync for flush and FUA, holes punched
+/// for UNMAP, zero ranges for write zeroes, SEEK_DATA/SEEK_HOLE for GET LBA STATUS. Safe
+/// for concurrent use.
+/// <para>
+/// I/O that cannot wait for a disk completes on the caller's thread: everything on tmpfs
+/// (a memory copy), reads the page cache already holds (preadv2 with RWF_NOWAIT) and writes
+/// the filesystem takes without waiting (pwritev2 with RWF_NOWAIT, where supported). The
+/// rest goes to the thread pool as pooled <see cref="FileOperation"/>s, as do fdatasync
+/// calls, so the fabric's reader never blocks on a disk.
+/// </para>
 /// </summary>
 internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
 {
@@ -15,6 +22,10 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     private readonly string path;
     private readonly bool blockDevice;
     private readonly int fd;
+    private readonly bool inMemory;
+    private volatile bool readNoWait = true;
+    private volatile bool writeNoWait = true;
+    private readonly FileOperation.Pool operations = new();
     private DeviceGeometry geometry;
 
     public FileDevice(SafeFileHandle handle, string path, long size, int blockSize, bool readOnly, bool blockDevice)
@@ -23,10 +34,11 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         this.path = path;
         this.blockDevice = blockDevice;
         fd = (int)handle.DangerousGetHandle();
+        inMemory = !blockDevice && Libc.IsInMemoryFileSystem(fd);
         geometry = DeviceGeometry.FromSize(size, blockSize).WithUnmapGranularity(4096);
         // What the store can do; a read-only LUN is refused writes by the runtime (DATA PROTECT)
         // while still reporting its provisioning.
-        var caps = DeviceCapabilities.Flush;
+        var caps = DeviceCapabilities.Flush | DeviceCapabilities.NonBlocking; // see TryInline and FileOperation
         if (!blockDevice)
             caps |= DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes;
         if (!readOnly)
@@ -44,33 +56,120 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
 
     public ThreadModel ThreadModel => ThreadModel.Parallel;
 
-    public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        while (!destination.IsEmpty)
+        var done = TryInline(read: true, offset, destination.Span);
+        if (done == destination.Length)
+            return default;
+        return ReadPooledAsync(offset + done, destination[done..], cancellationToken);
+    }
+
+    private ValueTask ReadPooledAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+        => FileOperation.Start(operations, this, FileOperation.Kind.Read, offset, destination);
+
+    /// <summary>pread until done, on a thread that may wait; past the end of the file reads as zeros (it was truncated under us).</summary>
+    internal unsafe void ReadBlocking(long offset, Span<byte> destination)
+    {
+        fixed (byte* start = destination)
         {
-            var n = await RandomAccess.ReadAsync(handle, destination, offset, cancellationToken);
-            if (n == 0)
+            var done = 0;
+            while (done < destination.Length)
             {
-                destination.Span.Clear(); // the file was truncated under us: past its end reads as zeros
-                return;
+                var iov = new Libc.IoVec { Base = (nint)(start + done), Length = (nuint)(destination.Length - done) };
+                var n = Libc.preadv2(fd, &iov, 1, offset + done, 0);
+                if (n > 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                if (n == 0)
+                {
+                    destination[done..].Clear();
+                    return;
+                }
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno != Libc.EINTR)
+                    throw new IOException($"{path}: read at {offset + done} failed with errno {errno}");
             }
-            destination = destination[n..];
-            offset += n;
         }
     }
 
-    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
+    /// <summary>pwrite until done, on a thread that may wait.</summary>
+    internal unsafe void WriteBlocking(long offset, Span<byte> source)
     {
-        await RandomAccess.WriteAsync(handle, source, offset, cancellationToken);
-        if ((flags & WriteFlags.Fua) != 0)
-            Sync();
+        fixed (byte* start = source)
+        {
+            var done = 0;
+            while (done < source.Length)
+            {
+                var iov = new Libc.IoVec { Base = (nint)(start + done), Length = (nuint)(source.Length - done) };
+                var n = Libc.pwritev2(fd, &iov, 1, offset + done, 0);
+                if (n > 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                var errno = n == 0 ? 0 : Marshal.GetLastPInvokeError();
+                if (errno != Libc.EINTR)
+                    throw new IOException($"{path}: write at {offset + done} failed with errno {errno}");
+            }
+        }
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
+    {
+        // A FUA write waits for fdatasync, which belongs on the thread pool.
+        var done = (flags & WriteFlags.Fua) == 0 ? TryInline(read: false, offset, MemoryMarshal.AsMemory(source).Span) : 0;
+        if (done == source.Length)
+            return default;
+        return WritePooledAsync(offset + done, source[done..], flags, cancellationToken);
+    }
+
+    private ValueTask WritePooledAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
+        => FileOperation.Start(operations, this, (flags & WriteFlags.Fua) != 0 ? FileOperation.Kind.WriteThenSync : FileOperation.Kind.Write,
+            offset, MemoryMarshal.AsMemory(source));
+
+    /// <summary>
+    /// Moves what can be moved without waiting for a disk, on this thread; returns the bytes
+    /// done (0 when nothing could be). The caller finishes the rest on the thread pool, where
+    /// short reads at the end of the file and real errors are dealt with.
+    /// </summary>
+    private unsafe int TryInline(bool read, long offset, Span<byte> buffer)
+    {
+        var noWait = read ? readNoWait : writeNoWait;
+        if (!inMemory && !noWait)
+            return 0;
+        var flags = inMemory ? 0 : Libc.RwfNoWait;
+        var done = 0;
+        fixed (byte* start = buffer)
+        {
+            while (done < buffer.Length)
+            {
+                var iov = new Libc.IoVec { Base = (nint)(start + done), Length = (nuint)(buffer.Length - done) };
+                var n = read ? Libc.preadv2(fd, &iov, 1, offset + done, flags) : Libc.pwritev2(fd, &iov, 1, offset + done, flags);
+                if (n > 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                if (n == 0)
+                    return done; // end of file: the pooled path zero-fills
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == Libc.EINTR)
+                    continue;
+                if (errno is Libc.EOPNOTSUPP or Libc.EINVAL && !inMemory)
+                {
+                    // This filesystem does not do RWF_NOWAIT for this direction: stop trying.
+                    if (read) readNoWait = false; else writeNoWait = false;
+                }
+                return done; // EAGAIN (not cached, or the write would wait) or an error the pooled path reports
+            }
+        }
+        return done;
     }
 
     public ValueTask FlushAsync(CancellationToken cancellationToken)
-    {
-        Sync();
-        return default;
-    }
+        => FileOperation.Start(operations, this, FileOperation.Kind.Sync, 0, default); // fdatasync waits for the disk: not on the caller's thread
 
     public ValueTask UnmapAsync(long offset, long length, CancellationToken cancellationToken)
         => Fallocate(Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length, cancellationToken);
@@ -117,7 +216,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         return ValueTask.FromResult((true, Math.Clamp(mapped, 1, maxLength)));
     }
 
-    private void Sync()
+    internal void Sync()
     {
         if (Libc.fdatasync(fd) != 0)
             throw new ScsiException(Sense.WriteError, $"{path}: fdatasync failed with errno {Marshal.GetLastPInvokeError()}");

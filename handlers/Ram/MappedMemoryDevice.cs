@@ -34,6 +34,8 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice, IProvisioningSta
             caps |= DeviceCapabilities.Write | DeviceCapabilities.WriteZeroes | DeviceCapabilities.Resize;
         if (file is not null)
             caps |= DeviceCapabilities.Flush | DeviceCapabilities.Fua;
+        else
+            caps |= DeviceCapabilities.NonBlocking; // memory copies only; a mapped file's msync may wait for the disk
         Capabilities = caps;
     }
 

@@ -107,6 +107,8 @@ public static class CliApp
             Row("LUNs", s.WaitingLuns == 0 ? $"{s.Luns}" : $"{s.Luns} serving, {s.WaitingLuns} waiting");
             Row("sessions", s.Sessions.ToString());
             Row("listening", string.Join(", ", s.Endpoints));
+            if (s.Gc is { } gc)
+                Row("gc", $"{gc.AllocatedBytes} bytes allocated, collections {gc.Gen0Collections}/{gc.Gen1Collections}/{gc.Gen2Collections} (gen 0/1/2), {gc.PauseMilliseconds:F0} ms paused");
             foreach (var h in s.Handlers)
                 Row($"LUN {h.Lun}", h.Status.ToJsonString());
             AnsiConsole.Write(grid);
@@ -253,6 +255,7 @@ public static class CliApp
     /// <summary>Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads the configuration.</summary>
     public static async Task<int> ServeAsync(ServeOptions options, CancellationToken ct)
     {
+        Fabrics.NetworkThreads.PreferInlineCompletions();
         Daemon daemon;
         try
         {

@@ -20,6 +20,8 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
     /// <summary>The one target portal group tag: every portal leads to the same target port.</summary>
     public const ushort PortalGroupTag = 1;
 
+    private const int SolSocket = 1;   // Linux SOL_SOCKET
+    private const int SoReuseAddr = 2; // Linux SO_REUSEADDR
     private readonly object gate = new();
     private readonly Dictionary<string, Listener> listeners = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<IscsiConnection, Task> connections = new();
@@ -105,7 +107,10 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
         var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // SO_REUSEADDR alone, so a restarted daemon rebinds a port still in TIME_WAIT. .NET's
+            // ReuseAddress also sets SO_REUSEPORT on Linux, which let a second daemon bind the
+            // same portal and take half of its connections (seen on a shared machine).
+            socket.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
             socket.Bind(new IPEndPoint(address, port));
             socket.Listen(256);
         }

@@ -33,6 +33,8 @@ internal sealed partial class IscsiConnection
                 await SkipSegmentAsync();
                 continue;
             }
+            if (opcode is not (Opcode.ScsiCommand or Opcode.DataOut))
+                await Sender.FlushBatchAsync(); // what the reader left queued leaves before anything here may wait
             switch (opcode)
             {
                 case Opcode.ScsiCommand:
@@ -67,6 +69,8 @@ internal sealed partial class IscsiConnection
                     await SkipSegmentAsync();
                     break;
             }
+            if (Sender.Backlog > MaxSenderBacklog)
+                await Sender.FlushBatchAsync();
             while (Sender.Backlog > MaxSenderBacklog && !IsClosed)
                 await Task.Delay(1);
         }
@@ -196,12 +200,16 @@ internal sealed partial class IscsiConnection
         {
             var keep = Math.Min(dataLength, cmd.Needed);
             await ReadSegmentAsync(keep > 0 ? cmd.DataOut!.Array.AsMemory(0, keep) : default);
-            IssueR2Ts(cmd);
+            using (Sender.EnterReader())
+                IssueR2Ts(cmd);
         }
         finally
         {
-            if (session.EndRead(cmd) && cmd.DataComplete)
-                session.Pump();
+            // Commands that complete right here (ram, cached reads) queue their responses for
+            // this reader, which sends the batch in one go before it waits for input.
+            using (Sender.EnterReader())
+                if (session.EndRead(cmd) && cmd.DataComplete)
+                    session.Pump();
         }
     }
 
@@ -310,10 +318,12 @@ internal sealed partial class IscsiConnection
                     cmd.OutstandingR2Ts--;
                 }
             }
-            IssueR2Ts(cmd);
+            using (Sender.EnterReader())
+                IssueR2Ts(cmd);
         }
         finally
         {
+            using var reader = Sender.EnterReader();
             if (session.EndRead(cmd))
             {
                 if (fault is { } f)

@@ -43,6 +43,7 @@ internal sealed partial class IscsiConnection
         RemoteEndPoint = socket.RemoteEndPoint?.ToString() ?? "?";
         LocalEndPoint = socket.LocalEndPoint as IPEndPoint;
         Sender = new PduSender(socket, this, (uint)Random.Shared.Next());
+        receiver.BeforeWait = Sender.FlushBatchAsync; // responses of a received batch leave before the reader waits for more
     }
 
     public IscsiFabric Fabric { get; }

@@ -1,6 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
+using System.Threading.Tasks.Sources;
 using HandlerRuntime.Buffers;
 using HandlerRuntime.Fabrics.Iscsi.Protocol;
 using HandlerRuntime.Fabrics.Iscsi.Sessions;
@@ -9,20 +9,41 @@ using HandlerRuntime.Sdk;
 namespace HandlerRuntime.Fabrics.Iscsi.Connections;
 
 /// <summary>
-/// The one writer of a connection. Everything the target sends goes through its queue,
-/// so StatSN is assigned in wire order without a lock, and PDUs that complete together
-/// leave in one send call: headers and small data are gathered in a pinned buffer, large
-/// read data goes to the socket straight from the task's pooled buffer.
+/// The one writer of a connection. Everything the target sends goes through its queue and
+/// is written by one thread at a time, so StatSN is assigned in wire order without a lock,
+/// and PDUs that complete together leave in one send call: headers and small data are
+/// gathered in a pinned buffer, large read data goes to the socket straight from the
+/// task's pooled buffer.
+/// <para>
+/// Who writes: responses that complete on the connection's own reader thread while it
+/// works through a received batch (ram, page-cache hits) are left queued, and the reader
+/// writes them itself in one send before it next waits for input (<see cref="FlushBatchAsync"/>):
+/// no thread hop and one send per batch. Everything else (completions on the thread
+/// pool, control PDUs, large read data) wakes the writer loop.
+/// </para>
 /// </summary>
 internal sealed class PduSender : IDisposable
 {
     private const int BufferSize = 256 * 1024;
+    /// <summary>Read data larger than this is left to the writer loop: the reader must not wait for a slow socket.</summary>
+    private const int ReaderWritesDataUpTo = 64 * 1024;
     private static readonly byte[] Zeros = new byte[4];
+
+    /// <summary>The sender whose reader is running synchronously on this thread (set around the reader's calls into the core).</summary>
+    [ThreadStatic]
+    private static PduSender? readerOnThisThread;
 
     private readonly Socket socket;
     private readonly IscsiConnection connection;
-    private readonly Channel<Outbound> queue = Channel.CreateUnbounded<Outbound>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly object gate = new();
+    private readonly Queue<Outbound> pending = new();
+    private readonly WakeSignal wake = new();
     private readonly BufferPool.PooledBuffer buffer = BufferPool.Shared.Rent(BufferSize);
+    private bool draining;   // a thread (the loop or the reader) is writing; it empties the queue before it stops
+    private bool loopParked; // the loop waits for wake
+    private bool completed;  // no more PDUs are taken
+    private bool handedOver; // the reader's last send did not complete at once: the loop finishes it, then drains
+    private ValueTask handedOverSend;
     private int used;
     private int backlog;
     private Task? loop;
@@ -51,14 +72,55 @@ internal sealed class PduSender : IDisposable
 
     public void Start() => loop = Task.Run(RunAsync);
 
-    /// <summary>Stops taking work and waits for the writer to finish.</summary>
+    /// <summary>Stops taking work and waits for the writer to finish what is queued.</summary>
     public async Task StopAsync()
     {
-        queue.Writer.TryComplete();
+        bool signal;
+        lock (gate)
+        {
+            completed = true;
+            signal = loopParked;
+            loopParked = false;
+        }
+        if (signal)
+            wake.Set();
         if (loop is not null)
             await loop;
         else
             Drain();
+    }
+
+    /// <summary>
+    /// Marks this thread as the connection's reader until the returned scope ends: what
+    /// completes meanwhile is queued without waking the loop, and the reader writes it
+    /// with <see cref="FlushBatchAsync"/> before it waits for anything. Only for code that
+    /// runs synchronously (no await inside the scope).
+    /// </summary>
+    public ReaderScope EnterReader()
+    {
+        var previous = readerOnThisThread;
+        readerOnThisThread = this;
+        return new ReaderScope(previous);
+    }
+
+    public readonly struct ReaderScope(PduSender? previous) : IDisposable
+    {
+        public void Dispose() => readerOnThisThread = previous;
+    }
+
+    /// <summary>
+    /// The reader is about to wait (for input, or anything else): what it left queued goes
+    /// out now, on this thread, unless a writer is already at work (it takes it along).
+    /// </summary>
+    public ValueTask FlushBatchAsync()
+    {
+        lock (gate)
+        {
+            if (draining || pending.Count == 0)
+                return default;
+            draining = true;
+        }
+        return DrainAsync(byReader: true);
     }
 
     public bool EnqueueResponse(IscsiCommand cmd) => Enqueue(new Outbound(OutboundKind.Response, cmd, null, 0, 0, 0, 0, 0, 0));
@@ -76,62 +138,209 @@ internal sealed class PduSender : IDisposable
 
     private bool Enqueue(in Outbound item)
     {
-        Interlocked.Increment(ref backlog);
-        if (queue.Writer.TryWrite(item))
-            return true;
-        Interlocked.Decrement(ref backlog);
-        return false;
+        lock (gate)
+        {
+            if (completed)
+                return false;
+            pending.Enqueue(item);
+            backlog++;
+            // Someone writes it: the thread draining now, or this connection's reader before it waits.
+            if (draining || !loopParked || ReferenceEquals(readerOnThisThread, this))
+                return true;
+            loopParked = false;
+        }
+        wake.Set();
+        return true;
     }
 
     private async Task RunAsync()
     {
-        var reader = queue.Reader;
-        try
+        while (true)
         {
-            while (await reader.WaitToReadAsync())
+            bool park;
+            var takeOver = false;
+            ValueTask unfinished = default;
+            lock (gate)
             {
-                while (reader.TryRead(out var item))
+                if (handedOver)
                 {
-                    Interlocked.Decrement(ref backlog);
-                    switch (item.Kind)
+                    // The reader left a send that waits for the initiator; draining stays set, now ours.
+                    handedOver = false;
+                    unfinished = handedOverSend;
+                    handedOverSend = default;
+                    takeOver = true;
+                    park = false;
+                }
+                // A closed connection writes nothing more: what is queued is dropped below.
+                else if (completed && !draining && (pending.Count == 0 || connection.IsClosed))
+                {
+                    break;
+                }
+                else
+                {
+                    park = draining || pending.Count == 0;
+                    if (park)
                     {
-                        case OutboundKind.Response:
-                            await WriteResponseAsync(item.Command!);
-                            break;
-                        case OutboundKind.R2T:
-                            await WriteR2TAsync(item);
-                            break;
-                        default:
-                            if (!await WriteControlAsync(item.Pdu!))
-                                return;
-                            break;
+                        wake.Reset();
+                        loopParked = true;
+                    }
+                    else
+                    {
+                        draining = true;
                     }
                 }
-                await FlushAsync();
+            }
+            if (park)
+            {
+                await wake.WaitAsync();
+                continue;
+            }
+            if (takeOver && !await FinishSendAsync(unfinished))
+                continue;
+            await DrainAsync(byReader: false);
+        }
+        Drain();
+    }
+
+    /// <summary>Waits for a send the reader started; false when the connection failed (the sender is then stopped).</summary>
+    private async ValueTask<bool> FinishSendAsync(ValueTask send)
+    {
+        try
+        {
+            await send;
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
+        {
+            connection.Close("send failed: " + e.Message);
+            Stop();
+            return false;
+        }
+    }
+
+    /// <summary>Writes queued PDUs until none is left; the caller has set <see cref="draining"/>.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask DrainAsync(bool byReader)
+    {
+        try
+        {
+            while (true)
+            {
+                Outbound item;
+                var handOver = false;
+                lock (gate)
+                {
+                    if (!pending.TryPeek(out item))
+                    {
+                        item = default;
+                    }
+                    else if (byReader && LeftToLoop(item))
+                    {
+                        handOver = true; // the loop writes it; the reader goes back to reading
+                    }
+                    else
+                    {
+                        pending.Dequeue();
+                        backlog--;
+                    }
+                }
+                if (item.Kind == OutboundKind.None || handOver)
+                {
+                    var send = FlushAsync();
+                    if (byReader && !send.IsCompleted)
+                    {
+                        // The initiator is not taking data now: the loop finishes this send and
+                        // the drain, the reader goes back to reading (it never waits on the initiator).
+                        bool wakeLoop;
+                        lock (gate)
+                        {
+                            handedOver = true;
+                            handedOverSend = send;
+                            wakeLoop = loopParked;
+                            loopParked = false;
+                        }
+                        if (wakeLoop)
+                            wake.Set();
+                        return;
+                    }
+                    await send;
+                    bool signal;
+                    lock (gate)
+                    {
+                        if (pending.Count > 0 && !handOver)
+                            continue;
+                        draining = false;
+                        signal = pending.Count > 0 && loopParked;
+                        if (signal)
+                            loopParked = false;
+                    }
+                    if (signal)
+                        wake.Set();
+                    return;
+                }
+                switch (item.Kind)
+                {
+                    case OutboundKind.Response:
+                        await WriteResponseAsync(item.Command!);
+                        break;
+                    case OutboundKind.R2T:
+                        await WriteR2TAsync(item);
+                        break;
+                    default:
+                        if (!await WriteControlAsync(item.Pdu!))
+                        {
+                            Stop();
+                            return;
+                        }
+                        break;
+                }
             }
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
         {
             connection.Close("send failed: " + e.Message);
+            Stop();
         }
         catch (Exception e)
         {
             connection.Log.Error(e, "iSCSI: the sender of {Remote} failed", connection.RemoteEndPoint);
             connection.Close("sender failed");
+            Stop();
         }
-        finally
+    }
+
+    // Control PDUs (their after-send actions) and large read data (a send that may wait for the initiator) stay with the loop.
+    private static bool LeftToLoop(in Outbound item)
+        => item.Kind == OutboundKind.Control
+           || (item.Kind == OutboundKind.Response && item.Command!.Task is { DataInBuffer: not null } t && t.DataInLength > ReaderWritesDataUpTo);
+
+    // The connection is over: nothing more is written; the loop ends and drops what is queued.
+    private void Stop()
+    {
+        bool signal;
+        lock (gate)
         {
-            queue.Writer.TryComplete();
-            Drain();
+            completed = true;
+            draining = false;
+            signal = loopParked;
+            loopParked = false;
         }
+        if (signal)
+            wake.Set();
     }
 
     // Whatever is still queued when the connection ends: commands end without a response.
     private void Drain()
     {
-        while (queue.Reader.TryRead(out var item))
+        while (true)
         {
-            Interlocked.Decrement(ref backlog);
+            Outbound item;
+            lock (gate)
+            {
+                if (!pending.TryDequeue(out item))
+                    return;
+                backlog--;
+            }
             if (item.Command is { } cmd)
                 cmd.Session.Retire(cmd);
             item.Pdu?.Data?.Dispose();
@@ -383,7 +592,25 @@ internal sealed class PduSender : IDisposable
 
     public void Dispose() => buffer.Dispose();
 
-    private enum OutboundKind : byte { Response, R2T, Control }
+    private enum OutboundKind : byte { None, Response, R2T, Control }
 
     private readonly record struct Outbound(OutboundKind Kind, IscsiCommand? Command, ControlPdu? Pdu, uint Itt, uint Ttt, uint R2TSN, int Offset, int Length, ulong Lun);
+}
+
+/// <summary>A reusable single-waiter signal for the writer loop: waiting and waking allocate nothing.</summary>
+internal sealed class WakeSignal : IValueTaskSource
+{
+    private ManualResetValueTaskSourceCore<bool> core = new() { RunContinuationsAsynchronously = true };
+
+    /// <summary>Arms the signal for the next wait; call before the waiter announces that it waits.</summary>
+    public void Reset() => core.Reset();
+
+    public void Set() => core.SetResult(true);
+
+    public ValueTask WaitAsync() => new(this, core.Version);
+
+    void IValueTaskSource.GetResult(short token) => core.GetResult(token);
+    ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => core.GetStatus(token);
+    void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+        => core.OnCompleted(continuation, state, token, flags);
 }

@@ -16,6 +16,9 @@ internal sealed class SocketReceiver(Socket socket) : IDisposable
     private int start, end;
     private bool disposed;
 
+    /// <summary>Runs before every receive call that may wait for the peer (the connection writes its pending responses there).</summary>
+    public Func<ValueTask>? BeforeWait { get; set; }
+
     /// <summary>Bytes received so far (for idle detection).</summary>
     public long TotalReceived { get; private set; }
 
@@ -39,6 +42,8 @@ internal sealed class SocketReceiver(Socket socket) : IDisposable
             if (want >= BufferSize / 2)
             {
                 // Large remainder: receive directly into the destination.
+                if (BeforeWait is { } beforeLarge)
+                    await beforeLarge();
                 var n = await socket.ReceiveAsync(destination[done..], SocketFlags.None, ct);
                 if (n == 0)
                     throw new EndOfStreamException();
@@ -47,6 +52,8 @@ internal sealed class SocketReceiver(Socket socket) : IDisposable
             }
             else
             {
+                if (BeforeWait is { } before)
+                    await before();
                 var n = await socket.ReceiveAsync(buffer.Array.AsMemory(0, BufferSize), SocketFlags.None, ct);
                 if (n == 0)
                     throw new EndOfStreamException();

@@ -13,7 +13,7 @@ namespace HandlerRuntime.Fabrics.Iscsi.Sessions;
 /// SCSI core. Commands enter the core in CmdSN order once their data is in; a SIMPLE
 /// command may pass one still waiting for data, nothing passes an ORDERED one.
 /// </summary>
-internal sealed class IscsiSession
+internal sealed class IscsiSession : IThreadPoolWorkItem
 {
     private readonly object gate = new();
     private readonly Dictionary<uint, IscsiCommand> tasks = new();
@@ -291,7 +291,12 @@ internal sealed class IscsiSession
         }
     }
 
-    /// <summary>Delivers every command whose turn has come to the SCSI core, in order. One thread delivers at a time.</summary>
+    /// <summary>
+    /// Delivers every command whose turn has come to the SCSI core, in order. One thread
+    /// delivers at a time. On a network thread (inline socket completions) only READ and
+    /// WRITE to a non-blocking device run here; at the first other command the rest of the
+    /// delivery moves to the thread pool, so the order into the task set stays the CmdSN order.
+    /// </summary>
     public void Pump()
     {
         lock (gate)
@@ -319,14 +324,40 @@ internal sealed class IscsiSession
                     pumping = false;
                     return;
                 }
-                Unlink(next);
-                next.State = CommandState.Executing;
-                next.Task.DataOutBuffer = next.DataOut;
-                next.Task.DataOutLength = next.DataOut is null ? 0 : next.Needed;
-                next.DataOut = null;
+                if (!NetworkThreads.OnThreadPool && !MayRunOnNetworkThread(next))
+                {
+                    // This one, and everything after it, is delivered from the thread pool.
+                    pumping = false;
+                    pumpAgain = false;
+                    next = null;
+                }
+                else
+                {
+                    Unlink(next);
+                    next.State = CommandState.Executing;
+                    next.Task.DataOutBuffer = next.DataOut;
+                    next.Task.DataOutLength = next.DataOut is null ? 0 : next.Needed;
+                    next.DataOut = null;
+                }
+            }
+            if (next is null)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+                return;
             }
             next.Execute(Target!);
         }
+    }
+
+    void IThreadPoolWorkItem.Execute() => Pump();
+
+    /// <summary>READ and WRITE (6/10/12/16) to a LUN whose device never waits on the caller's thread.</summary>
+    private bool MayRunOnNetworkThread(IscsiCommand cmd)
+    {
+        var cdb = cmd.Task.CdbSpan;
+        if (cdb.IsEmpty || cdb[0] is not (0x08 or 0x28 or 0xA8 or 0x88 or 0x0A or 0x2A or 0xAA or 0x8A))
+            return false;
+        return Target?.Lookup(cmd.Task.Lun) is { } lun && (lun.Capabilities & DeviceCapabilities.NonBlocking) != 0;
     }
 
     private IscsiCommand? NextDeliverable()

@@ -1,0 +1,81 @@
+using HandlerRuntime.Sdk;
+
+namespace HandlerRuntime.Tests.Handlers;
+
+/// <summary>
+/// The file handler moves data on the caller's thread when it cannot wait for a disk
+/// (tmpfs; page-cache hits with RWF_NOWAIT) and on the thread pool otherwise. Both ways
+/// keep what they are given, on tmpfs and on the disk filesystem under the temp directory,
+/// concurrently, through flushes, and past a truncated end (zeros).
+/// </summary>
+public sealed class FileIoPathTests(BundledHandlers handlers) : IClassFixture<BundledHandlers>
+{
+    private const int Block = 512;
+
+    public static TheoryData<string> Places => new() { "/dev/shm", Path.GetTempPath() };
+
+    [Theory]
+    [MemberData(nameof(Places))]
+    public async Task Concurrent_writes_and_reads_of_every_size_read_back(string place)
+    {
+        if (!Directory.Exists(place))
+            return; // no tmpfs here: nothing to check for it
+        var path = Path.Combine(place, $"hrt-iopath-{Guid.NewGuid():N}.img");
+        try
+        {
+            const int size = 8 << 20;
+            await using var dev = await handlers.OpenAsync("file/" + path, size);
+            var model = new byte[size];
+            var rng = new Random(5);
+            // Writes that do not overlap run concurrently; sizes from one block to 1 MiB.
+            var writes = new List<Task>();
+            for (var at = 0; at < size;)
+            {
+                var n = Math.Min(size - at, Block * rng.Next(1, 2049));
+                var data = new byte[n];
+                rng.NextBytes(data);
+                data.CopyTo(model, at);
+                writes.Add(dev.WriteAsync(at, data, WriteFlags.None, default).AsTask());
+                at += n;
+            }
+            await Task.WhenAll(writes);
+            await dev.FlushAsync(default);
+            var read = new byte[size];
+            var reads = new List<Task>();
+            for (var at = 0; at < size; at += 96 * Block)
+                reads.Add(dev.ReadAsync(at, read.AsMemory(at, Math.Min(96 * Block, size - at)), default).AsTask());
+            await Task.WhenAll(reads);
+            Assert.Equal(size, read.AsSpan().CommonPrefixLength(model));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Places))]
+    public async Task Past_a_truncated_end_reads_zeros(string place)
+    {
+        if (!Directory.Exists(place))
+            return;
+        var path = Path.Combine(place, $"hrt-iopath-{Guid.NewGuid():N}.img");
+        try
+        {
+            await using var dev = await handlers.OpenAsync("file/" + path, 1 << 20);
+            var ones = Enumerable.Repeat((byte)0xA5, 64 << 10).ToArray();
+            await dev.WriteAsync(0, ones, WriteFlags.None, default);
+            using (var f = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+                f.SetLength(32 << 10); // cut under the device
+            var read = new byte[64 << 10];
+            read.AsSpan().Fill(0xFF);
+            await dev.ReadAsync(0, read, default);
+            Assert.True(read.AsSpan(0, 32 << 10).IndexOfAnyExcept((byte)0xA5) < 0);
+            Assert.True(read.AsSpan(32 << 10).IndexOfAnyExcept((byte)0) < 0);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
