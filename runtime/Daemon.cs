@@ -115,6 +115,24 @@ public sealed class Daemon : IAsyncDisposable
 
     private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log)];
 
+    /// <summary>
+    /// Runs a LUN change asked for through the control API under the same lock as a reload,
+    /// so that a reload that read the file just before the change was persisted cannot
+    /// apply its stale list afterwards (and undo the change).
+    /// </summary>
+    public async Task<T> ChangeLunsAsync<T>(Func<Task<T>> change)
+    {
+        await reloadGate.WaitAsync();
+        try
+        {
+            return await change();
+        }
+        finally
+        {
+            reloadGate.Release();
+        }
+    }
+
     /// <summary>Reads the configuration again and applies what changed. A bad file changes nothing and is reported once.</summary>
     public async Task<ReloadDto> ReloadAsync(string trigger)
     {

@@ -81,16 +81,16 @@ public sealed partial class ControlServer : IAsyncDisposable
                 ReadOnly = r.ReadOnly ?? false,
                 Removable = r.Removable ?? false,
             };
-            var entry = await d.Luns.CreateAsync(def, ct);
+            var entry = await d.ChangeLunsAsync(() => d.Luns.CreateAsync(def, ct));
             return Results.Created($"/v1/luns/{entry.Name}", Daemon.ToDto(entry));
         });
         app.MapDelete("/v1/luns/{name}", async (string name, CancellationToken ct) =>
         {
-            await d.Luns.DeleteAsync(name, ct);
+            await d.ChangeLunsAsync(async () => { await d.Luns.DeleteAsync(name, ct); return true; });
             return Results.NoContent();
         });
         app.MapPost("/v1/luns/{name}/resize", async (string name, LunResizeRequest r, CancellationToken ct) =>
-            Results.Ok(Daemon.ToDto(await d.Luns.ResizeAsync(name, r.Size, ct))));
+            Results.Ok(Daemon.ToDto(await d.ChangeLunsAsync(() => d.Luns.ResizeAsync(name, r.Size, ct)))));
         app.MapPost("/v1/luns/{name}/alua", (string name, LunAluaRequest r) =>
         {
             var entry = d.Luns.Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);

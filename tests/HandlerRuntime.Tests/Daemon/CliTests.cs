@@ -45,6 +45,20 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task Luns_created_in_quick_succession_survive_the_reloads_their_persistence_triggers()
+    {
+        // Each create rewrites the config file, which the daemon reloads; a reload must never
+        // apply a list read before a later create was persisted.
+        await using var d = await HrtDaemon.StartAsync();
+        for (var i = 0; i < 8; i++)
+            await d.CliOkAsync("lun", "create", $"q{i}", "ram/@", "--size", "1M");
+        await Task.Delay(1500); // past the reload debounce
+        var names = JsonNode.Parse(await d.CliOkAsync("lun", "list", "--json"))!.AsArray().Select(l => (string?)l!["name"]).ToList();
+        Assert.Equal(Enumerable.Range(0, 8).Select(i => $"q{i}"), names.Order());
+        Assert.DoesNotContain("removed LUN", d.Output);
+    }
+
+    [Fact]
     public async Task A_lun_created_with_a_target_and_no_number_gets_the_lowest_free_one_there()
     {
         await using var d = await HrtDaemon.StartAsync();
