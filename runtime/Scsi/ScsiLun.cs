@@ -266,9 +266,10 @@ public sealed partial class ScsiLun : IDeviceEvents
 
     /// <summary>
     /// LOGICAL UNIT RESET: abort every task, end PREVENT MEDIUM REMOVAL, drop the SPC-2
-    /// reservation (persistent reservations survive a reset) and tell every nexus (29h/03h,
-    /// BUS DEVICE RESET FUNCTION OCCURRED), the one that asked for the reset included, as
-    /// SAM-5 says and libiscsi's MultipathIO.Reset checks.
+    /// reservation (persistent reservations survive a reset) and tell every nexus, the one that
+    /// asked for the reset included, as SAM-5 says and libiscsi's MultipathIO.Reset checks. The
+    /// code is 29h/00h (POWER ON, RESET, OR BUS DEVICE RESET OCCURRED), the one scsi.md names for
+    /// every reset: initiators' reservation helpers (libiscsi's reserve6/release6) retry on it.
     /// </summary>
     public void Reset()
     {
@@ -276,7 +277,7 @@ public sealed partial class ScsiLun : IDeviceEvents
         Medium.Reset();
         Reservations.ResetSpc2();
         Copies.DiscardHeld(); // copy results held for RECEIVE COPY RESULTS do not survive a reset
-        UnitAttentions.EstablishForAll(new SenseData(SenseKey.UnitAttention, 0x29, 0x03));
+        UnitAttentions.EstablishForAll(Sense.PowerOnReset);
     }
 
     /// <summary>

@@ -74,10 +74,10 @@ public sealed class Spc2ReservationTests(BundledHandlers handlers) : IClassFixtu
         var b = await lun.InitiatorAsync();
         PrAssert.Good(await a.RunAsync(PrCdbs.Reserve6()));
         lun.Lun.Reset();
-        await b.ExpectUnitAttentionAsync(0x29, 0x03);
+        await b.ExpectUnitAttentionAsync(0x29, 0x00);
         PrAssert.Good(await b.RunAsync(PrCdbs.Reserve6()), "reset dropped A's reservation");
 
-        await a.ExpectUnitAttentionAsync(0x29, 0x03);
+        await a.ExpectUnitAttentionAsync(0x29, 0x00);
         PrAssert.Conflict(await a.RunAsync(PrCdbs.Reserve6()));
         lun.Harness.Target.NexusLost(a.Nexus); // not the holder: nothing happens
         PrAssert.Conflict(await a.RunAsync(PrCdbs.Reserve6()));
@@ -95,7 +95,7 @@ public sealed class Spc2ReservationTests(BundledHandlers handlers) : IClassFixtu
         PrAssert.Good(await a.ReserveAsync(Key, PrType.ExclusiveAccess));
         lun.Lun.Reset();
         lun.Harness.Target.NexusLost(a.Nexus);
-        await b.ExpectUnitAttentionAsync(0x29, 0x03);
+        await b.ExpectUnitAttentionAsync(0x29, 0x00);
         Assert.Equal((Key, PrType.ExclusiveAccess), await b.ReadReservationAsync());
         PrAssert.Conflict(await b.RunAsync(Cdbs.Read10(0, 1)));
     }
