@@ -12,8 +12,9 @@ namespace HandlerRuntime.Handlers.File;
 /// I/O that cannot wait for a disk completes on the caller's thread: everything on tmpfs
 /// (a memory copy), reads the page cache already holds (preadv2 with RWF_NOWAIT) and writes
 /// the filesystem takes without waiting (pwritev2 with RWF_NOWAIT, where supported). The
-/// rest goes to the thread pool as pooled <see cref="FileOperation"/>s, as do fdatasync
-/// calls, so the fabric's reader never blocks on a disk.
+/// rest goes to the thread pool as pooled <see cref="FileOperation"/>s (writes through one
+/// <see cref="WriteQueue"/> drainer per device), as do fdatasync calls, so the fabric's
+/// reader never blocks on a disk.
 /// </para>
 /// </summary>
 internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
@@ -26,6 +27,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     private volatile bool readNoWait = true;
     private volatile bool writeNoWait = true;
     private readonly FileOperation.Pool operations = new();
+    private readonly WriteQueue writes;
     private DeviceGeometry geometry;
 
     public FileDevice(SafeFileHandle handle, string path, long size, int blockSize, bool readOnly, bool blockDevice)
@@ -34,6 +36,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         this.path = path;
         this.blockDevice = blockDevice;
         fd = (int)handle.DangerousGetHandle();
+        writes = new WriteQueue(this);
         inMemory = !blockDevice && Libc.IsInMemoryFileSystem(fd);
         geometry = DeviceGeometry.FromSize(size, blockSize).WithUnmapGranularity(4096);
         // What the store can do; a read-only LUN is refused writes by the runtime (DATA PROTECT)
@@ -43,7 +46,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
             caps |= DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes;
         if (!readOnly)
         {
-            caps |= DeviceCapabilities.Write | DeviceCapabilities.WriteZeroes;
+            caps |= DeviceCapabilities.Write | DeviceCapabilities.WriteZeroes | DeviceCapabilities.Fua; // FUA: write, then fdatasync shared by the burst (WriteQueue)
             if (!blockDevice)
                 caps |= DeviceCapabilities.Resize;
         }
@@ -126,8 +129,8 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     }
 
     private ValueTask WritePooledAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
-        => FileOperation.Start(operations, this, (flags & WriteFlags.Fua) != 0 ? FileOperation.Kind.WriteThenSync : FileOperation.Kind.Write,
-            offset, MemoryMarshal.AsMemory(source));
+        => writes.Enqueue(FileOperation.Prepare(operations, this, (flags & WriteFlags.Fua) != 0 ? FileOperation.Kind.WriteThenSync : FileOperation.Kind.Write,
+            offset, MemoryMarshal.AsMemory(source)));
 
     /// <summary>
     /// Moves what can be moved without waiting for a disk, on this thread; returns the bytes

@@ -5,7 +5,8 @@ namespace HandlerRuntime.Handlers.File;
 
 /// <summary>
 /// One read, write or flush of a <see cref="FileDevice"/> that may wait for the disk, run
-/// on the thread pool. Operations are pooled per device and are their own awaitable, so
+/// on the thread pool (reads and flushes as their own work items, writes by the device's
+/// <see cref="WriteQueue"/>). Operations are pooled per device and are their own awaitable, so
 /// the I/O that must leave the caller's thread allocates nothing either (RandomAccess
 /// allocates a task source per concurrent call). The continuation runs on the pool thread
 /// that did the I/O: no second hop back.
@@ -23,46 +24,59 @@ internal sealed class FileOperation : IThreadPoolWorkItem, IValueTaskSource
 
     private FileOperation(Pool owner) => this.owner = owner;
 
-    /// <summary>Queues the operation; the returned task completes when it is done.</summary>
+    /// <summary>Queues a read or a sync on the thread pool; the returned task completes when it is done.</summary>
     public static ValueTask Start(Pool pool, FileDevice device, Kind kind, long offset, Memory<byte> buffer)
+    {
+        var op = Prepare(pool, device, kind, offset, buffer);
+        var task = op.Task;
+        ThreadPool.UnsafeQueueUserWorkItem(op, preferLocal: false);
+        return task;
+    }
+
+    /// <summary>An operation ready to run, for a caller that schedules it itself (<see cref="WriteQueue"/>).</summary>
+    public static FileOperation Prepare(Pool pool, FileDevice device, Kind kind, long offset, Memory<byte> buffer)
     {
         var op = pool.Rent();
         op.device = device;
         op.kind = kind;
         op.offset = offset;
         op.buffer = buffer;
-        var task = new ValueTask(op, op.core.Version);
-        ThreadPool.UnsafeQueueUserWorkItem(op, preferLocal: false);
-        return task;
+        return op;
+    }
+
+    public ValueTask Task => new(this, core.Version);
+
+    public Kind OperationKind => kind;
+
+    public long Offset => offset;
+
+    public Memory<byte> Buffer => buffer;
+
+    /// <summary>Ends the operation; its awaiter's continuation runs here, inline.</summary>
+    public void Complete(Exception? error)
+    {
+        if (error is null)
+            core.SetResult(true);
+        else
+            core.SetException(error);
     }
 
     void IThreadPoolWorkItem.Execute()
     {
         try
         {
-            switch (kind)
-            {
-                case Kind.Read:
-                    device.ReadBlocking(offset, buffer.Span);
-                    break;
-                case Kind.Write:
-                    device.WriteBlocking(offset, buffer.Span);
-                    break;
-                case Kind.WriteThenSync:
-                    device.WriteBlocking(offset, buffer.Span);
-                    device.Sync();
-                    break;
-                default:
-                    device.Sync();
-                    break;
-            }
+            // Writes are not started here: WriteQueue runs them.
+            if (kind == Kind.Read)
+                device.ReadBlocking(offset, buffer.Span);
+            else
+                device.Sync();
         }
         catch (Exception e)
         {
-            core.SetException(e);
+            Complete(e);
             return;
         }
-        core.SetResult(true);
+        Complete(null);
     }
 
     void IValueTaskSource.GetResult(short token)

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using HandlerRuntime.Scsi.Reservations;
 using HandlerRuntime.Sdk;
 using Serilog;
@@ -134,33 +133,58 @@ public sealed partial class ScsiLun : IDeviceEvents
         await RunAsync(task);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask RunAsync(ScsiTask task)
+    private ValueTask RunAsync(ScsiTask task)
     {
+        if (task.Aborted)
+        {
+            task.Status = ScsiStatus.TaskAborted; // aborted while waiting for admission: never ran
+            End(task, null);
+            return default;
+        }
+        ValueTask running;
         try
         {
-            if (task.Aborted)
-                task.Status = ScsiStatus.TaskAborted; // aborted while waiting for admission: never ran
-            else
-                await CommandDispatcher.DispatchAsync(this, task);
-        }
-        catch (ScsiException e)
-        {
-            Fail(task, e);
-        }
-        catch (OperationCanceledException) when (task.Aborted)
-        {
-            task.Status = ScsiStatus.TaskAborted;
+            running = CommandDispatcher.DispatchAsync(this, task);
         }
         catch (Exception e)
         {
-            Log.Error(e, "LUN {Lun}: {Command} failed in the handler; answering HARDWARE ERROR", Name, CommandDispatcher.NameOf(task.CdbSpan));
-            Fail(task, Sense.InternalTargetFailure);
+            End(task, e);
+            return default;
         }
-        finally
+        if (!running.IsCompleted)
+            return task.PendingRun.Await(this, running);
+        Exception? error = null;
+        try
         {
-            taskSet.Leave(task);
+            running.GetAwaiter().GetResult();
         }
+        catch (Exception e)
+        {
+            error = e;
+        }
+        End(task, error);
+        return default;
+    }
+
+    /// <summary>The command has run: its failure (if any) becomes its status, and it leaves the task set.</summary>
+    internal void End(ScsiTask task, Exception? error)
+    {
+        switch (error)
+        {
+            case null:
+                break;
+            case ScsiException e:
+                Fail(task, e);
+                break;
+            case OperationCanceledException when task.Aborted:
+                task.Status = ScsiStatus.TaskAborted;
+                break;
+            default:
+                Log.Error(error, "LUN {Lun}: {Command} failed in the handler; answering HARDWARE ERROR", Name, CommandDispatcher.NameOf(task.CdbSpan));
+                Fail(task, Sense.InternalTargetFailure);
+                break;
+        }
+        taskSet.Leave(task);
         if (Log.IsEnabled(LogEventLevel.Verbose))
             LogCommand(task);
     }

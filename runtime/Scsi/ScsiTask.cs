@@ -20,6 +20,7 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
     private readonly byte[] sense = new byte[MaxSenseLength];
     private ManualResetValueTaskSourceCore<bool> admission = new() { RunContinuationsAsynchronously = true };
     private CancellationTokenSource? abortSource;
+    private PendingRun? pendingRun;
 
     // ---- request, set by the fabric ----
 
@@ -100,6 +101,9 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
     internal bool Waiting;
     internal bool Exclusive;
     internal ScsiLun? RunningOn;
+
+    /// <summary>How the LUN waits for this task's I/O (created once, reused by every command of this task).</summary>
+    internal PendingRun PendingRun => pendingRun ??= new PendingRun(this);
 
     /// <summary>Rents a data-in buffer of <paramref name="length"/> bytes, replacing any earlier one.</summary>
     public Memory<byte> AllocateDataIn(int length)

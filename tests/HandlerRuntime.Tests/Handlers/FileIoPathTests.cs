@@ -55,6 +55,45 @@ public sealed class FileIoPathTests(BundledHandlers handlers) : IClassFixture<Bu
 
     [Theory]
     [MemberData(nameof(Places))]
+    public async Task Bursts_of_fua_and_plain_writes_read_back_after_reopen(string place)
+    {
+        if (!Directory.Exists(place))
+            return;
+        var path = Path.Combine(place, $"hrt-iopath-{Guid.NewGuid():N}.img");
+        try
+        {
+            const int blocks = 256;
+            await using var dev = await handlers.OpenAsync("file/" + path, blocks * Block);
+            var model = new byte[blocks * Block];
+            var rng = new Random(9);
+            // Bursts of FUA and plain writes share the device's write queue (one fdatasync per
+            // burst); each burst is awaited before the next rewrites the same blocks.
+            for (var burst = 0; burst < 20; burst++)
+            {
+                var writes = new List<Task>();
+                for (var b = 0; b < blocks; b++)
+                {
+                    var data = new byte[Block];
+                    rng.NextBytes(data);
+                    data.CopyTo(model, b * Block);
+                    var flags = rng.Next(3) == 0 ? WriteFlags.Fua : WriteFlags.None;
+                    writes.Add(dev.WriteAsync(b * Block, data, flags, default).AsTask());
+                }
+                await Task.WhenAll(writes);
+            }
+            await using var reopened = await handlers.OpenAsync("file/" + path, blocks * Block);
+            var read = new byte[model.Length];
+            await reopened.ReadAsync(0, read, default);
+            Assert.Equal(model.Length, read.AsSpan().CommonPrefixLength(model));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Places))]
     public async Task Past_a_truncated_end_reads_zeros(string place)
     {
         if (!Directory.Exists(place))

@@ -18,11 +18,12 @@ namespace HandlerRuntime.Fabrics.Iscsi.Connections;
 /// Who writes: responses that complete on the connection's own reader thread while it
 /// works through a received batch (ram, page-cache hits) are left queued, and the reader
 /// writes them itself in one send before it next waits for input (<see cref="FlushBatchAsync"/>):
-/// no thread hop and one send per batch. Everything else (completions on the thread
-/// pool, control PDUs, large read data) wakes the writer loop.
+/// no thread hop and one send per batch. A response that completes on a pool thread (disk
+/// I/O) is written by that thread when no one else is writing. Control PDUs, large read
+/// data and sends the initiator is not ready for go to the writer loop.
 /// </para>
 /// </summary>
-internal sealed class PduSender : IDisposable
+internal sealed class PduSender : IDisposable, IDeferredSend
 {
     private const int BufferSize = 256 * 1024;
     /// <summary>Read data larger than this is left to the writer loop: the reader must not wait for a slow socket.</summary>
@@ -138,6 +139,7 @@ internal sealed class PduSender : IDisposable
 
     private bool Enqueue(in Outbound item)
     {
+        var wakeLoop = false;
         lock (gate)
         {
             if (completed)
@@ -147,10 +149,41 @@ internal sealed class PduSender : IDisposable
             // Someone writes it: the thread draining now, or this connection's reader before it waits.
             if (draining || !loopParked || ReferenceEquals(readerOnThisThread, this))
                 return true;
-            loopParked = false;
+            if (item.Kind == OutboundKind.Control)
+            {
+                loopParked = false;
+                wakeLoop = true;
+            }
+            else
+            {
+                draining = true; // a response completed on a pool thread: this thread writes it
+            }
         }
-        wake.Set();
+        if (wakeLoop)
+        {
+            wake.Set();
+            return true;
+        }
+        // Waking the loop would cost a thread switch per command (more than the send itself).
+        // In a handler's completion batch, the batch's end sends (one send for all it completed).
+        if (!CompletionBatch.TryDefer(this))
+            DrainHere();
         return true;
+    }
+
+    void IDeferredSend.Send() => DrainHere();
+
+    /// <summary>
+    /// Writes the queue on this thread (draining is set). Like the reader, this thread never
+    /// waits for the initiator: a send that cannot finish at once is handed to the loop.
+    /// </summary>
+    private void DrainHere()
+    {
+        var drain = DrainAsync(byReader: true);
+        if (drain.IsCompleted)
+            drain.GetAwaiter().GetResult();
+        else
+            _ = drain.AsTask(); // DrainAsync handles its own failures
     }
 
     private async Task RunAsync()

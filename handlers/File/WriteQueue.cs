@@ -1,0 +1,99 @@
+using System.Collections.Concurrent;
+using HandlerRuntime.Sdk;
+
+namespace HandlerRuntime.Handlers.File;
+
+/// <summary>
+/// Writes that must wait for the filesystem (where pwritev2 with RWF_NOWAIT is refused, as on
+/// ext4) run one after another on a single pool thread per device instead of one pool thread
+/// each. Concurrent pwrites to one file only contend for its inode lock, and a wakeup per write
+/// costs more CPU than the write itself; a drainer that takes everything queued pays one wakeup
+/// per burst. FUA writes of a burst share one fdatasync (group commit): each is acknowledged
+/// only after that sync returns. Responses of a sweep leave together (<see cref="CompletionBatch"/>).
+/// </summary>
+internal sealed class WriteQueue(FileDevice device) : IThreadPoolWorkItem
+{
+    // Writes per turn before the drainer hands its thread back to the pool and queues itself again.
+    private const int TurnLimit = 128;
+    private const int SweepLimit = 32;
+    private readonly ConcurrentQueue<FileOperation> pending = new();
+    private readonly List<FileOperation> awaitingSync = []; // drainer only
+    private int draining;
+
+    public ValueTask Enqueue(FileOperation op)
+    {
+        var task = op.Task;
+        pending.Enqueue(op);
+        if (Interlocked.Exchange(ref draining, 1) == 0)
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        return task;
+    }
+
+    void IThreadPoolWorkItem.Execute()
+    {
+        var written = 0;
+        while (true)
+        {
+            while (written < TurnLimit && !pending.IsEmpty)
+                written += WriteSweep();
+            if (written >= TurnLimit)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false); // still draining: keep the flag
+                return;
+            }
+            Volatile.Write(ref draining, 0);
+            // A write queued between the last TryDequeue and the flag's release found the flag
+            // set and did not schedule a drainer: take it over unless another one started.
+            if (pending.IsEmpty || Interlocked.Exchange(ref draining, 1) != 0)
+                return;
+        }
+    }
+
+    /// <summary>
+    /// Up to <see cref="SweepLimit"/> queued writes, one fdatasync for the FUA ones among them;
+    /// the sweep's responses leave together when it ends (bounded, so a write that waits long
+    /// does not hold back many finished ones).
+    /// </summary>
+    private int WriteSweep()
+    {
+        using var batch = CompletionBatch.Begin();
+        var written = 0;
+        while (written < SweepLimit && pending.TryDequeue(out var op))
+        {
+            written++;
+            try
+            {
+                device.WriteBlocking(op.Offset, op.Buffer.Span);
+            }
+            catch (Exception e)
+            {
+                op.Complete(e);
+                continue;
+            }
+            if (op.OperationKind == FileOperation.Kind.WriteThenSync)
+                awaitingSync.Add(op);
+            else
+                op.Complete(null); // its continuation may queue the next write: it lands in pending
+        }
+        SyncAwaiting();
+        return written;
+    }
+
+    private void SyncAwaiting()
+    {
+        if (awaitingSync.Count == 0)
+            return;
+        Exception? error = null;
+        try
+        {
+            device.Sync();
+        }
+        catch (Exception e)
+        {
+            error = e;
+        }
+        foreach (var op in awaitingSync)
+            op.Complete(error);
+        awaitingSync.Clear();
+    }
+}
