@@ -303,7 +303,9 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                         if (pending.Count > 0 && !handOver)
                             continue;
                         draining = false;
-                        signal = pending.Count > 0 && loopParked;
+                        // The loop parked while this drain held the queue: wake it for what is
+                        // left, or to end if the sender was stopped meanwhile (StopAsync waits for it).
+                        signal = (pending.Count > 0 || completed) && loopParked;
                         if (signal)
                             loopParked = false;
                     }
