@@ -104,6 +104,46 @@ public sealed class DataPathTests
     }
 
     [Fact]
+    public async Task Initiators_killed_during_disk_writes_leave_no_session_behind()
+    {
+        // A file LUN on the temp directory's filesystem: writes complete on the device's
+        // drainer thread, which sends responses in batches; a connection that dies meanwhile
+        // must still close, and its session with it.
+        using var dir = new TempDir("iscsi-kill");
+        await using var d = await Daemons.StartAsync([("f0", "file/" + dir.File("f0.img"), "64M")]);
+        const int kills = 4;
+        for (var i = 1; i <= kills; i++)
+        {
+            var start = new System.Diagnostics.ProcessStartInfo(Daemons.Tool("qemu-img"))
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            foreach (var a in new[] { "bench", "-f", "raw", "-t", "none", "-w", "-d", "32", "-s", "4096", "-c", "100000000", d.Url() })
+                start.ArgumentList.Add(a);
+            using var bench = System.Diagnostics.Process.Start(start)!;
+            var n = i;
+            await d.WaitForOutputAsync(o => CountOf(o, ") logged in to ") >= n, TimeSpan.FromSeconds(30), $"login {n} of the writer");
+            await Task.Delay(400); // writes in flight
+            bench.Kill();
+            await bench.WaitForExitAsync();
+        }
+        await d.WaitForOutputAsync(o => CountOf(o, ") to " + Daemons.Target + " closed") >= kills, TimeSpan.FromSeconds(30), "every killed writer's session to close");
+        var ls = await d.CliOkAsync("ls", "--json");
+        Assert.DoesNotContain("\"initiatorPort\"", ls);
+        await Daemons.QemuIoAsync(d.Url(), "write -P 0x3c 65536 1048576", "read -P 0x3c 65536 1048576");
+        Assert.False(d.HasExited);
+    }
+
+    private static int CountOf(string text, string what)
+    {
+        var count = 0;
+        for (var at = text.IndexOf(what, StringComparison.Ordinal); at >= 0; at = text.IndexOf(what, at + what.Length, StringComparison.Ordinal))
+            count++;
+        return count;
+    }
+
+    [Fact]
     public async Task Two_initiators_at_once_each_verify_their_data()
     {
         await using var d = await Daemons.StartRamAsync("64M");
