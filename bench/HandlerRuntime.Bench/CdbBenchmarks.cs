@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using HandlerRuntime.Scsi;
+using HandlerRuntime.TestSupport;
 
 namespace HandlerRuntime.Bench;
 
@@ -7,7 +8,7 @@ namespace HandlerRuntime.Bench;
 [MemoryDiagnoser]
 public class CdbBenchmarks
 {
-    private readonly byte[] read10 = RamLun.Cdb10(0x28, 4096, 8);
+    private readonly byte[] read10 = Cdbs.Read10(4096, 8);
     private readonly byte[] write16 = [0x8A, 0x08, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 8, 0, 0];
 
     [Benchmark]

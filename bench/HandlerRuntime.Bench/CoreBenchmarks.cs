@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using HandlerRuntime.Scsi;
+using HandlerRuntime.TestSupport;
 
 namespace HandlerRuntime.Bench;
 
@@ -17,10 +18,13 @@ public class CoreBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        lun = RamLun.Create();
-        read = RamLun.Cdb10(0x28, 1024, Blocks);
-        write = RamLun.Cdb10(0x2A, 1024, Blocks);
+        lun = RamLun.CreateAsync(256 << 20).GetAwaiter().GetResult();
+        read = Cdbs.Read10(1024, (ushort)Blocks);
+        write = Cdbs.Write10(1024, (ushort)Blocks);
     }
+
+    [GlobalCleanup]
+    public void Cleanup() => lun.DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     [Benchmark]
     public void Read() => lun.Run(task, read, write: false, Blocks * 512);

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using BenchmarkDotNet.Attributes;
 using HandlerRuntime.Fabrics.Iscsi.Protocol;
+using HandlerRuntime.TestSupport;
 using HandlerRuntime.Scsi;
 
 namespace HandlerRuntime.Bench;
@@ -29,7 +30,7 @@ public class PduBenchmarks
         Bhs.Put32(h, 16, 0x1234);
         Bhs.Put32(h, 20, 4096);
         Bhs.Put32(h, 24, 77);
-        RamLun.Cdb10(0x28, 1024, 8).CopyTo(h[32..]);
+        Cdbs.Read10(1024, 8).CopyTo(h[32..]);
     }
 
     [Benchmark]

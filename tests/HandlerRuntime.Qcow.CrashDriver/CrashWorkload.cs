@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using HandlerRuntime.Sdk;
 
 namespace HandlerRuntime.Qcow.CrashDriver;
 
@@ -56,6 +57,15 @@ public sealed class CrashWorkload(int seed, long size, int maxLength, bool withU
         var offset = random.NextInt64(0, (area - (long)sectors * Sector) / Sector + 1) * Sector;
         return new Step(index, kind, offset, sectors * Sector);
     }
+
+    /// <summary>Runs one step on the device; it is durable when this returns if <see cref="Step.DurableOnAck"/>.</summary>
+    public static ValueTask ApplyAsync(IBlockDevice device, Step step) => step.Kind switch
+    {
+        StepKind.Write or StepKind.FuaWrite => device.WriteAsync(step.Offset, Data(step), step.Kind == StepKind.FuaWrite ? WriteFlags.Fua : WriteFlags.None, CancellationToken.None),
+        StepKind.Unmap => device.UnmapAsync(step.Offset, step.Length, CancellationToken.None),
+        StepKind.WriteZeroes => device.WriteZeroesAsync(step.Offset, step.Length, step.Index % 2 == 0 ? ZeroFlags.MayUnmap : ZeroFlags.None, CancellationToken.None),
+        _ => device.FlushAsync(CancellationToken.None),
+    };
 
     /// <summary>The bytes a write step puts down.</summary>
     public static byte[] Data(Step step)

@@ -1,6 +1,5 @@
 using HandlerRuntime.Handlers.Qcow;
 using HandlerRuntime.Sdk;
-using Microsoft.Extensions.Logging.Abstractions;
 using Xunit.Sdk;
 
 namespace HandlerRuntime.Qcow.Tests;
@@ -9,18 +8,7 @@ namespace HandlerRuntime.Qcow.Tests;
 internal static class Handler
 {
     public static async Task<IBlockDevice> OpenAsync(string image, bool readOnly = false, string? options = null, long size = 0, int blockSize = 0)
-        => await new QcowHandler().OpenAsync(new DeviceOpenContext
-        {
-            LunName = "test",
-            Config = image + (options is null ? "" : "?" + options),
-            RequestedSize = size,
-            RequestedBlockSize = blockSize,
-            ReadOnly = readOnly,
-            Logger = NullLogger.Instance,
-            StateDirectory = Path.GetTempPath(),
-            Events = new NoEvents(),
-            NestedDevices = new NoNesting(),
-        }, CancellationToken.None);
+        => await new QcowHandler().OpenAsync(OpenContexts.For(image + (options is null ? "" : "?" + options), size, blockSize, readOnly), CancellationToken.None);
 
     /// <summary>Every byte of the device, read in chunks of varying size so that reads straddle clusters.</summary>
     public static async Task<byte[]> ReadAllAsync(IBlockDevice device, int seed = 1)
@@ -44,19 +32,5 @@ internal static class Handler
         var diff = expected.AsSpan().CommonPrefixLength(actual);
         if (diff < expected.Length)
             throw new XunitException($"{what}: first difference at byte {diff} (sector {diff / 512}): expected 0x{expected[diff]:x2}, got 0x{actual[diff]:x2}");
-    }
-
-    private sealed class NoEvents : IDeviceEvents
-    {
-        public void ConnectionLost(string reason) { }
-        public void ConnectionRestored() { }
-        public void LockLost(string reason) { }
-        public void Resized(long newSizeBytes) { }
-    }
-
-    private sealed class NoNesting : INestedDeviceOpener
-    {
-        public ValueTask<IBlockDevice> OpenAsync(string cfgstring, long size, int blockSize, CancellationToken cancellationToken)
-            => throw new NotSupportedException();
     }
 }

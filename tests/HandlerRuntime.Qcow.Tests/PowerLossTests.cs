@@ -66,21 +66,7 @@ public sealed class PowerLossTests(ITestOutputHelper output)
             {
                 var step = workload.Next();
                 lastBegun = step.Index;
-                switch (step.Kind)
-                {
-                    case StepKind.Write or StepKind.FuaWrite:
-                        await device.WriteAsync(step.Offset, CrashWorkload.Data(step), step.Kind == StepKind.FuaWrite ? WriteFlags.Fua : WriteFlags.None, CancellationToken.None);
-                        break;
-                    case StepKind.Unmap:
-                        await device.UnmapAsync(step.Offset, step.Length, CancellationToken.None);
-                        break;
-                    case StepKind.WriteZeroes:
-                        await device.WriteZeroesAsync(step.Offset, step.Length, step.Index % 2 == 0 ? ZeroFlags.MayUnmap : ZeroFlags.None, CancellationToken.None);
-                        break;
-                    case StepKind.Flush:
-                        await device.FlushAsync(CancellationToken.None);
-                        break;
-                }
+                await CrashWorkload.ApplyAsync(device, step);
                 if (step.DurableOnAck)
                     acknowledged.Add(step.Index);
             }

@@ -3,7 +3,6 @@ using HandlerRuntime.Handlers.Zbc;
 using HandlerRuntime.Sdk;
 using HandlerRuntime.TestSupport;
 using HandlerRuntime.Zbc.Testing;
-using Microsoft.Extensions.Logging.Abstractions;
 
 // Crash-trial victim: opens an existing zbc device file through the SCSI core and runs
 // ZbcTraffic on it until killed (or for a minute). The journal goes to a file, one
@@ -17,15 +16,7 @@ if (args.Length != 4)
     return 2;
 }
 var seed = int.Parse(args[2], CultureInfo.InvariantCulture);
-var context = new DeviceOpenContext
-{
-    LunName = "crash",
-    Config = "@" + args[0],
-    Logger = NullLogger.Instance,
-    StateDirectory = Path.GetTempPath(),
-    Events = new IgnoredEvents(),
-    NestedDevices = new NoNesting(),
-};
+var context = OpenContexts.For("@" + args[0], lunName: "crash");
 var device = await new ZbcHandler().OpenAsync(context, CancellationToken.None);
 await using var harness = new ScsiHarness(device, subtype: "zbc", writeCache: args[3] == "1");
 await harness.ClearUnitAttentionAsync();
@@ -44,17 +35,3 @@ Line("READY");
 using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 await new ZbcTraffic(harness, all[..count], device.Geometry.LogicalBlockSize, Line, seed).RunAsync(stop.Token);
 return 0;
-
-internal sealed class IgnoredEvents : IDeviceEvents
-{
-    public void ConnectionLost(string reason) { }
-    public void ConnectionRestored() { }
-    public void LockLost(string reason) { }
-    public void Resized(long newSizeBytes) { }
-}
-
-internal sealed class NoNesting : INestedDeviceOpener
-{
-    public ValueTask<IBlockDevice> OpenAsync(string cfgstring, long size, int blockSize, CancellationToken cancellationToken)
-        => throw new NotSupportedException("zbc does not stack on other devices.");
-}

@@ -2,25 +2,14 @@ using System.Buffers.Binary;
 using HandlerRuntime.Handlers.Zbc;
 using HandlerRuntime.Sdk;
 using HandlerRuntime.Zbc.Testing;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace HandlerRuntime.Zbc.Tests;
 
 /// <summary>Opens zbc devices the way the runtime does, and builds and decodes ZBC CDBs and data.</summary>
 internal static class ZbcKit
 {
-    public static DeviceOpenContext Context(string config, long size = 0, int blockSize = 0, bool readOnly = false) => new()
-    {
-        LunName = "z",
-        Config = config,
-        RequestedSize = size,
-        RequestedBlockSize = blockSize,
-        ReadOnly = readOnly,
-        Logger = NullLogger.Instance,
-        StateDirectory = Path.GetTempPath(),
-        Events = NoEvents.Instance,
-        NestedDevices = NoNesting.Instance,
-    };
+    public static DeviceOpenContext Context(string config, long size = 0, int blockSize = 0, bool readOnly = false)
+        => OpenContexts.For(config, size, blockSize, readOnly, lunName: "z");
 
     public static async Task<ZbcDevice> OpenAsync(string config, long size = 0, int blockSize = 0, bool readOnly = false)
         => (ZbcDevice)await new ZbcHandler().OpenAsync(Context(config, size, blockSize, readOnly), CancellationToken.None);
@@ -154,22 +143,6 @@ internal static class ZbcKit
         Assert.Equal((byte)key, (byte)(r.SenseBytes[2] & 0x0F));
         Assert.Equal(asc, r.SenseBytes[12]);
         Assert.Equal(ascq, r.SenseBytes[13]);
-    }
-
-    private sealed class NoEvents : IDeviceEvents
-    {
-        public static readonly NoEvents Instance = new();
-        public void ConnectionLost(string reason) { }
-        public void ConnectionRestored() { }
-        public void LockLost(string reason) { }
-        public void Resized(long newSizeBytes) { }
-    }
-
-    private sealed class NoNesting : INestedDeviceOpener
-    {
-        public static readonly NoNesting Instance = new();
-        public ValueTask<IBlockDevice> OpenAsync(string cfgstring, long size, int blockSize, CancellationToken cancellationToken)
-            => throw new NotSupportedException("zbc does not stack on other devices.");
     }
 }
 

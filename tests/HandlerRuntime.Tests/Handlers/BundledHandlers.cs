@@ -1,7 +1,6 @@
 using HandlerRuntime.Luns;
 using HandlerRuntime.Plugins;
 using HandlerRuntime.Sdk;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace HandlerRuntime.Tests.Handlers;
 
@@ -18,25 +17,6 @@ public sealed class BundledHandlers : IAsyncLifetime
     {
         var (subtype, config) = LunDefinition.SplitCfgstring(cfgstring)!.Value;
         Assert.True(Host.TryGetHandler(subtype, out var handler, out _), $"no handler for {subtype}");
-        return await handler.OpenAsync(new DeviceOpenContext
-        {
-            LunName = "t",
-            Config = config,
-            RequestedSize = size,
-            RequestedBlockSize = blockSize,
-            ReadOnly = readOnly,
-            Logger = NullLogger.Instance,
-            StateDirectory = Path.GetTempPath(),
-            Events = new NoEvents(),
-            NestedDevices = null!,
-        }, default);
-    }
-
-    private sealed class NoEvents : IDeviceEvents
-    {
-        public void ConnectionLost(string reason) { }
-        public void ConnectionRestored() { }
-        public void LockLost(string reason) { }
-        public void Resized(long newSizeBytes) { }
+        return await handler.OpenAsync(OpenContexts.For(config, size, blockSize, readOnly, lunName: "t"), default);
     }
 }
