@@ -36,14 +36,17 @@ internal sealed class WriteQueue(FileDevice device) : IThreadPoolWorkItem
         {
             while (written < TurnLimit && !pending.IsEmpty)
                 written += WriteSweep();
-            if (written >= TurnLimit)
+            if (written >= TurnLimit && !pending.IsEmpty)
             {
                 ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false); // still draining: keep the flag
                 return;
             }
-            Volatile.Write(ref draining, 0);
-            // A write queued between the last TryDequeue and the flag's release found the flag
-            // set and did not schedule a drainer: take it over unless another one started.
+            // A full fence, not a release store: the emptiness check below must not be read
+            // before the flag is seen released, or a write queued in between (which found the
+            // flag set and scheduled nothing) would wait for the next write to be noticed.
+            Interlocked.Exchange(ref draining, 0);
+            // That write found the flag set and did not schedule a drainer: take it over
+            // unless another one started.
             if (pending.IsEmpty || Interlocked.Exchange(ref draining, 1) != 0)
                 return;
         }
