@@ -64,59 +64,24 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         var done = TryInline(read: true, offset, destination.Span);
         if (done == destination.Length)
             return default;
-        return ReadPooledAsync(offset + done, destination[done..], cancellationToken);
+        return FileOperation.Start(operations, this, FileOperation.Kind.Read, offset + done, destination[done..]);
     }
 
-    private ValueTask ReadPooledAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
-        => FileOperation.Start(operations, this, FileOperation.Kind.Read, offset, destination);
-
     /// <summary>pread until done, on a thread that may wait; past the end of the file reads as zeros (it was truncated under us).</summary>
-    internal unsafe void ReadBlocking(long offset, Span<byte> destination)
+    internal void ReadBlocking(long offset, Span<byte> destination)
     {
-        fixed (byte* start = destination)
-        {
-            var done = 0;
-            while (done < destination.Length)
-            {
-                var iov = new Libc.IoVec { Base = (nint)(start + done), Length = (nuint)(destination.Length - done) };
-                var n = Libc.preadv2(fd, &iov, 1, offset + done, 0);
-                if (n > 0)
-                {
-                    done += (int)n;
-                    continue;
-                }
-                if (n == 0)
-                {
-                    destination[done..].Clear();
-                    return;
-                }
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno != Libc.EINTR)
-                    throw new IOException($"{path}: read at {offset + done} failed with errno {errno}");
-            }
-        }
+        var done = Transfer(read: true, offset, destination, 0, out var errno);
+        if (errno != 0)
+            throw new IOException($"{path}: read at {offset + done} failed with errno {errno}");
+        destination[done..].Clear();
     }
 
     /// <summary>pwrite until done, on a thread that may wait.</summary>
-    internal unsafe void WriteBlocking(long offset, Span<byte> source)
+    internal void WriteBlocking(long offset, Span<byte> source)
     {
-        fixed (byte* start = source)
-        {
-            var done = 0;
-            while (done < source.Length)
-            {
-                var iov = new Libc.IoVec { Base = (nint)(start + done), Length = (nuint)(source.Length - done) };
-                var n = Libc.pwritev2(fd, &iov, 1, offset + done, 0);
-                if (n > 0)
-                {
-                    done += (int)n;
-                    continue;
-                }
-                var errno = n == 0 ? 0 : Marshal.GetLastPInvokeError();
-                if (errno != Libc.EINTR)
-                    throw new IOException($"{path}: write at {offset + done} failed with errno {errno}");
-            }
-        }
+        var done = Transfer(read: false, offset, source, 0, out var errno);
+        if (done < source.Length)
+            throw new IOException($"{path}: write at {offset + done} failed with errno {errno}");
     }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
@@ -125,24 +90,39 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         var done = (flags & WriteFlags.Fua) == 0 ? TryInline(read: false, offset, MemoryMarshal.AsMemory(source).Span) : 0;
         if (done == source.Length)
             return default;
-        return WritePooledAsync(offset + done, source[done..], flags, cancellationToken);
+        var kind = (flags & WriteFlags.Fua) != 0 ? FileOperation.Kind.WriteThenSync : FileOperation.Kind.Write;
+        return writes.Enqueue(FileOperation.Prepare(operations, this, kind, offset + done, MemoryMarshal.AsMemory(source[done..])));
     }
-
-    private ValueTask WritePooledAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
-        => writes.Enqueue(FileOperation.Prepare(operations, this, (flags & WriteFlags.Fua) != 0 ? FileOperation.Kind.WriteThenSync : FileOperation.Kind.Write,
-            offset, MemoryMarshal.AsMemory(source)));
 
     /// <summary>
     /// Moves what can be moved without waiting for a disk, on this thread; returns the bytes
     /// done (0 when nothing could be). The caller finishes the rest on the thread pool, where
     /// short reads at the end of the file and real errors are dealt with.
     /// </summary>
-    private unsafe int TryInline(bool read, long offset, Span<byte> buffer)
+    private int TryInline(bool read, long offset, Span<byte> buffer)
     {
         var noWait = read ? readNoWait : writeNoWait;
         if (!inMemory && !noWait)
             return 0;
-        var flags = inMemory ? 0 : Libc.RwfNoWait;
+        var done = Transfer(read, offset, buffer, inMemory ? 0 : Libc.RwfNoWait, out var errno);
+        if (errno is Libc.EOPNOTSUPP or Libc.EINVAL && !inMemory)
+        {
+            // This filesystem does not do RWF_NOWAIT for this direction: stop trying.
+            if (read) readNoWait = false; else writeNoWait = false;
+        }
+        // Short at the end of the file, on EAGAIN (not cached, or the write would wait) or on an
+        // error: the pooled path zero-fills or reports it.
+        return done;
+    }
+
+    /// <summary>
+    /// preadv2/pwritev2 until the buffer is done, the end of the file (0 bytes moved) or an
+    /// error other than EINTR; returns the bytes moved, with the errno that stopped it (0 when
+    /// it did not fail).
+    /// </summary>
+    private unsafe int Transfer(bool read, long offset, Span<byte> buffer, int flags, out int errno)
+    {
+        errno = 0;
         var done = 0;
         fixed (byte* start = buffer)
         {
@@ -156,16 +136,11 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
                     continue;
                 }
                 if (n == 0)
-                    return done; // end of file: the pooled path zero-fills
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno == Libc.EINTR)
-                    continue;
-                if (errno is Libc.EOPNOTSUPP or Libc.EINVAL && !inMemory)
-                {
-                    // This filesystem does not do RWF_NOWAIT for this direction: stop trying.
-                    if (read) readNoWait = false; else writeNoWait = false;
-                }
-                return done; // EAGAIN (not cached, or the write would wait) or an error the pooled path reports
+                    return done;
+                errno = Marshal.GetLastPInvokeError();
+                if (errno != Libc.EINTR)
+                    return done;
+                errno = 0;
             }
         }
         return done;

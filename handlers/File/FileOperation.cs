@@ -65,11 +65,17 @@ internal sealed class FileOperation : IThreadPoolWorkItem, IValueTaskSource
     {
         try
         {
-            // Writes are not started here: WriteQueue runs them.
-            if (kind == Kind.Read)
-                device.ReadBlocking(offset, buffer.Span);
-            else
-                device.Sync();
+            switch (kind)
+            {
+                case Kind.Read:
+                    device.ReadBlocking(offset, buffer.Span);
+                    break;
+                case Kind.Sync:
+                    device.Sync();
+                    break;
+                default:
+                    throw new InvalidOperationException("writes run through the device's WriteQueue, not as work items of their own");
+            }
         }
         catch (Exception e)
         {

@@ -12,7 +12,6 @@ internal static partial class Libc
     public const int SeekData = 3;
     public const int SeekHole = 4;
     public const int ENXIO = 6;
-    public const int EAGAIN = 11;
     public const int EINTR = 4;
     public const int EINVAL = 22;
     public const int EOPNOTSUPP = 95;
