@@ -53,32 +53,35 @@ internal sealed class WriteQueue(FileDevice device) : IThreadPoolWorkItem
     }
 
     /// <summary>
-    /// Up to <see cref="SweepLimit"/> queued writes, one fdatasync for the FUA ones among them;
-    /// the sweep's responses leave together when it ends (bounded, so a write that waits long
-    /// does not hold back many finished ones).
+    /// Up to <see cref="SweepLimit"/> queued writes, one fdatasync for the FUA ones among them.
+    /// The plain writes' responses leave together before that sync, the FUA ones together
+    /// after it: a batch holds its connection's other responses back, so none spans the sync.
     /// </summary>
     private int WriteSweep()
     {
-        using var batch = CompletionBatch.Begin();
         var written = 0;
-        while (written < SweepLimit && pending.TryDequeue(out var op))
+        using (CompletionBatch.Begin())
         {
-            written++;
-            try
+            while (written < SweepLimit && pending.TryDequeue(out var op))
             {
-                device.WriteBlocking(op.Offset, op.Buffer.Span);
+                written++;
+                try
+                {
+                    device.WriteBlocking(op.Offset, op.Buffer.Span);
+                }
+                catch (Exception e)
+                {
+                    op.Complete(e);
+                    continue;
+                }
+                if (op.OperationKind == FileOperation.Kind.WriteThenSync)
+                    awaitingSync.Add(op);
+                else
+                    op.Complete(null); // its continuation may queue the next write: it lands in pending
             }
-            catch (Exception e)
-            {
-                op.Complete(e);
-                continue;
-            }
-            if (op.OperationKind == FileOperation.Kind.WriteThenSync)
-                awaitingSync.Add(op);
-            else
-                op.Complete(null); // its continuation may queue the next write: it lands in pending
         }
-        SyncAwaiting();
+        using (CompletionBatch.Begin())
+            SyncAwaiting();
         return written;
     }
 
