@@ -20,7 +20,7 @@ public sealed class ProtocolUnitTests
     }
 
     [Fact]
-    public void Crc32C_accelerated_equals_table_at_every_length_and_alignment()
+    public void Crc32C_equals_an_independent_table_at_every_length_and_alignment_whole_and_in_pieces()
     {
         var data = new byte[1000];
         new Random(7).NextBytes(data);
@@ -29,7 +29,8 @@ public sealed class ProtocolUnitTests
             {
                 var span = data.AsSpan(start, length);
                 Assert.Equal(RawInitiator.TableCrc32C(span), Crc32C.Compute(span));
-                Assert.Equal(~Crc32C.AppendTable(~0u, span), Crc32C.Compute(span));
+                var cut = length / 3; // a running CRC continued across an odd split (data digest over data and padding)
+                Assert.Equal(RawInitiator.TableCrc32C(span), ~Crc32C.Append(Crc32C.Append(~0u, span[..cut]), span[cut..]));
             }
     }
 

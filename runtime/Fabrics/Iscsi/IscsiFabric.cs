@@ -122,7 +122,7 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
         var listener = new Listener(socket, (IPEndPoint)socket.LocalEndPoint!);
         lock (gate)
             listeners[portal] = listener;
-        listener.Loop = AcceptLoopAsync(listener);
+        _ = AcceptLoopAsync(listener); // ends when the listener is disposed
         log.Information("iSCSI portal {Portal} listening", Format(listener.EndPoint));
     }
 
@@ -220,7 +220,6 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
     {
         public Socket Socket { get; } = socket;
         public IPEndPoint EndPoint { get; } = endPoint;
-        public Task? Loop { get; set; }
         public bool Disposed { get; private set; }
 
         public void Dispose()

@@ -21,7 +21,7 @@ internal sealed partial class IscsiConnection
     private async ValueTask OnTextAsync(IscsiSession session)
     {
         var h = header.AsSpan();
-        var final = (h[1] & 0x80) != 0;
+        var final = Bhs.Final(h);
         var more = (h[1] & 0x40) != 0;
         var itt = Bhs.InitiatorTaskTag(h);
         var ttt = Bhs.U32(h, 20);
@@ -194,7 +194,7 @@ internal sealed partial class IscsiConnection
         var referenced = Bhs.U32(h, 20);
         var immediate = Bhs.Immediate(h);
         var cmdSN = Bhs.U32(h, 24);
-        var lunNumber = ScsiTarget.DecodeLun(h.Slice(8, 8));
+        var lunNumber = ScsiTarget.DecodeLun(Bhs.Lun(h));
         await SkipSegmentAsync();
         if (!immediate && !session.AcceptCmdSN(cmdSN))
             return;

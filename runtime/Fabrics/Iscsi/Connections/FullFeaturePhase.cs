@@ -84,7 +84,7 @@ internal sealed partial class IscsiConnection
         var p = session.Parameters;
         var h = header.AsSpan();
         var immediate = Bhs.Immediate(h);
-        var final = (h[1] & 0x80) != 0;
+        var final = Bhs.Final(h);
         var read = (h[1] & 0x40) != 0;
         var write = (h[1] & 0x20) != 0;
         var edtl = Bhs.U32(h, 20);
@@ -139,7 +139,7 @@ internal sealed partial class IscsiConnection
         h.Slice(32, 16).CopyTo(cdb);
         cdbExtra.CopyTo(cdb[16..]);
         task.Nexus = session.Nexus!;
-        task.Lun = ScsiTarget.DecodeLun(h.Slice(8, 8));
+        task.Lun = ScsiTarget.DecodeLun(Bhs.Lun(h));
         task.Tag = cmd.Itt;
         task.Attribute = (h[1] & 7) switch
         {
@@ -246,7 +246,7 @@ internal sealed partial class IscsiConnection
     private async ValueTask OnDataOutAsync(IscsiSession session)
     {
         var h = header.AsSpan();
-        var final = (h[1] & 0x80) != 0;
+        var final = Bhs.Final(h);
         var itt = Bhs.InitiatorTaskTag(h);
         var ttt = Bhs.U32(h, 20);
         var dataSN = Bhs.U32(h, 36);

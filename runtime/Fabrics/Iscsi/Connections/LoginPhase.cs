@@ -30,7 +30,6 @@ internal sealed partial class IscsiConnection
         public string? AuthMethod;
         public Chap? Chap;
         public bool Authenticated;
-        public bool SentPortalGroupTag;
         public List<byte> Pending = new();
         public int Stage = -1;
     }
@@ -136,10 +135,7 @@ internal sealed partial class IscsiConnection
             if (FirstRequest(s, keys) is { } failure)
                 return failure;
             if (!s.Discovery)
-            {
                 reply.Add(new("TargetPortalGroupTag", IscsiFabric.PortalGroupTag.ToString(CultureInfo.InvariantCulture)));
-                s.SentPortalGroupTag = true;
-            }
         }
 
         var requireChap = s.Target?.Access.Chap is not null;

@@ -19,9 +19,6 @@ internal sealed class SocketReceiver(Socket socket) : IDisposable
     /// <summary>Runs before every receive call that may wait for the peer (the connection writes its pending responses there).</summary>
     public Func<ValueTask>? BeforeWait { get; set; }
 
-    /// <summary>Bytes received so far (for idle detection).</summary>
-    public long TotalReceived { get; private set; }
-
     /// <summary>Fills <paramref name="destination"/> completely; throws <see cref="EndOfStreamException"/> when the peer closes.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken ct)
@@ -47,7 +44,6 @@ internal sealed class SocketReceiver(Socket socket) : IDisposable
                 var n = await socket.ReceiveAsync(destination[done..], SocketFlags.None, ct);
                 if (n == 0)
                     throw new EndOfStreamException();
-                TotalReceived += n;
                 done += n;
             }
             else
@@ -57,7 +53,6 @@ internal sealed class SocketReceiver(Socket socket) : IDisposable
                 var n = await socket.ReceiveAsync(buffer.Array.AsMemory(0, BufferSize), SocketFlags.None, ct);
                 if (n == 0)
                     throw new EndOfStreamException();
-                TotalReceived += n;
                 var take = Math.Min(n, want);
                 buffer.Array.AsSpan(0, take).CopyTo(destination.Span[done..]);
                 done += take;

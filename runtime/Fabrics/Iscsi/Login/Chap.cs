@@ -19,9 +19,6 @@ internal sealed class Chap(ChapCredentials credentials)
 
     public Step State { get; private set; } = Step.AwaitAlgorithm;
 
-    /// <summary>The user name the initiator proved, once done.</summary>
-    public string? AuthenticatedUser { get; private set; }
-
     /// <summary>Picks the first algorithm of the initiator's CHAP_A list we support; answers CHAP_A, CHAP_I, CHAP_C.</summary>
     public string? Begin(string offered, List<KeyValuePair<string, string>> reply)
     {
@@ -53,7 +50,6 @@ internal sealed class Chap(ChapCredentials credentials)
         var expected = Hash(algorithm, identifier, credentials.Secret, challenge);
         if (name != credentials.User || !CryptographicOperations.FixedTimeEquals(r, expected))
             return $"CHAP response for user '{name}' does not match the configured credentials";
-        AuthenticatedUser = name;
         if (mutualId is not null || mutualChallenge is not null)
         {
             if (mutualId is null || mutualChallenge is null)

@@ -38,7 +38,4 @@ public static class Bhs
 
     /// <summary>Serial number arithmetic (RFC 1982, 32 bits): a &lt; b.</summary>
     public static bool SnLess(uint a, uint b) => a != b && (int)(a - b) < 0;
-
-    /// <summary>a &lt;= b in serial arithmetic.</summary>
-    public static bool SnLessOrEqual(uint a, uint b) => a == b || (int)(a - b) < 0;
 }

@@ -157,19 +157,6 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
             c.Close(why);
     }
 
-    /// <summary>Completes when every connection has gone and every command has finished.</summary>
-    public async Task WaitClosedAsync(TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            lock (gate)
-                if (connections.Count == 0 && outstanding == 0 && tasks.Count == 0)
-                    return;
-            await Task.Delay(10);
-        }
-    }
-
     // ---- the CmdSN window (RFC 7143 4.2.2.1) ----
 
     public (uint ExpCmdSN, uint MaxCmdSN) Window()
@@ -272,12 +259,6 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         var cmd = new IscsiCommand(this, Parameters.MaxOutstandingR2T);
         cmd.Reset();
         return cmd;
-    }
-
-    public IscsiCommand? Find(uint itt)
-    {
-        lock (gate)
-            return tasks.GetValueOrDefault(itt);
     }
 
     /// <summary>A Target Transfer Tag for an R2T, unique in the session and never 0xffffffff.</summary>
