@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libiscsi-bin qemu-utils qemu-block-extra libzstd1 tgt; do
+for pkg in libiscsi-bin qemu-utils qemu-block-extra libzstd1; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -52,7 +52,7 @@ public sealed class ConcurrencyTests : IDisposable
             while (!stop.IsCancellationRequested)
             {
                 var zone = shared[random.Next(shared.Length)] * ZoneBlocks;
-                var action = random.Next(3) switch { 0 => ZoneAction.Open, 1 => ZoneAction.Close, _ => ZoneAction.Close };
+                var action = random.Next(3) == 0 ? ZoneAction.Open : ZoneAction.Close;
                 var all = random.Next(10) == 0;
                 var r = await h.RunAsync(ZbcKit.ZoneOut(action, zone, all));
                 if (!r.Good && r.Sense != Sense.InsufficientZoneResources)

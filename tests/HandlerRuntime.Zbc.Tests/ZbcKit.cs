@@ -8,11 +8,8 @@ namespace HandlerRuntime.Zbc.Tests;
 /// <summary>Opens zbc devices the way the runtime does, and builds and decodes ZBC CDBs and data.</summary>
 internal static class ZbcKit
 {
-    public static DeviceOpenContext Context(string config, long size = 0, int blockSize = 0, bool readOnly = false)
-        => OpenContexts.For(config, size, blockSize, readOnly, lunName: "z");
-
     public static async Task<ZbcDevice> OpenAsync(string config, long size = 0, int blockSize = 0, bool readOnly = false)
-        => (ZbcDevice)await new ZbcHandler().OpenAsync(Context(config, size, blockSize, readOnly), CancellationToken.None);
+        => (ZbcDevice)await new ZbcHandler().OpenAsync(OpenContexts.For(config, size, blockSize, readOnly, lunName: "z"), CancellationToken.None);
 
     /// <summary>A harness over a zbc device, with the power-on unit attention already consumed.</summary>
     public static async Task<ScsiHarness> HarnessAsync(string config, long size = 0, bool writeCache = true)

@@ -84,8 +84,8 @@ public sealed class ZoneErrorTests : IDisposable
         { "REPORT ZONES, reserved reporting option 08h", ZbcKit.ReportZones(0, 4096, (ZoneReportingOptions)0x08), 0x5, 0x24, 0x00 },
         { "REPORT ZONES, reserved reporting option 12h", ZbcKit.ReportZones(0, 4096, (ZoneReportingOptions)0x12), 0x5, 0x24, 0x00 },
         { "REPORT ZONES, reserved reporting option 3Eh", ZbcKit.ReportZones(0, 4096, (ZoneReportingOptions)0x3E), 0x5, 0x24, 0x00 },
-        { "REPORT ZONES, reserved bit 6 of byte 14", With(ZbcKit.ReportZones(0, 4096), 14, 0x40), 0x5, 0x24, 0x00 },
-        { "ZBC IN, unsupported service action 06h", With(ZbcKit.ReportZones(0, 4096), 1, 0x06), 0x5, 0x24, 0x00 },
+        { "REPORT ZONES, reserved bit 6 of byte 14", SetBits(ZbcKit.ReportZones(0, 4096), 14, 0x40), 0x5, 0x24, 0x00 },
+        { "ZBC IN, unsupported service action 06h", ZbcKit.ReportZones(0, 4096).With(0x06, 1), 0x5, 0x24, 0x00 },
         { "OPEN ZONE, zone id inside a zone", ZbcKit.ZoneOut(ZoneAction.Open, ZoneBlocks + 1), 0x5, 0x24, 0x00 },
         { "RESET WRITE POINTER, zone id inside a zone", ZbcKit.ZoneOut(ZoneAction.ResetWritePointer, 2 * ZoneBlocks - 1), 0x5, 0x24, 0x00 },
         { "CLOSE ZONE, a conventional zone", ZbcKit.ZoneOut(ZoneAction.Close, 0), 0x5, 0x24, 0x00 },
@@ -93,9 +93,9 @@ public sealed class ZoneErrorTests : IDisposable
         { "RESET WRITE POINTER, a conventional zone", ZbcKit.ZoneOut(ZoneAction.ResetWritePointer, 0), 0x5, 0x24, 0x00 },
         { "OPEN ZONE at the capacity", ZbcKit.ZoneOut(ZoneAction.Open, Capacity), 0x5, 0x21, 0x00 },
         { "FINISH ZONE far past the end", ZbcKit.ZoneOut(ZoneAction.Finish, long.MaxValue), 0x5, 0x21, 0x00 },
-        { "ZBC OUT, unsupported service action 05h", With(ZbcKit.ZoneOut(ZoneAction.Open, ZoneBlocks), 1, 0x05), 0x5, 0x24, 0x00 },
-        { "ZBC OUT, reserved byte 12", With(ZbcKit.ZoneOut(ZoneAction.Open, ZoneBlocks), 12, 0x01), 0x5, 0x24, 0x00 },
-        { "ZBC OUT, reserved bit 1 of byte 14", With(ZbcKit.ZoneOut(ZoneAction.Open, ZoneBlocks), 14, 0x02), 0x5, 0x24, 0x00 },
+        { "ZBC OUT, unsupported service action 05h", ZbcKit.ZoneOut(ZoneAction.Open, ZoneBlocks).With(0x05, 1), 0x5, 0x24, 0x00 },
+        { "ZBC OUT, reserved byte 12", SetBits(ZbcKit.ZoneOut(ZoneAction.Open, ZoneBlocks), 12, 0x01), 0x5, 0x24, 0x00 },
+        { "ZBC OUT, reserved bit 1 of byte 14", SetBits(ZbcKit.ZoneOut(ZoneAction.Open, ZoneBlocks), 14, 0x02), 0x5, 0x24, 0x00 },
         { "WRITE(16) past the capacity", ZbcKit.Write16(Capacity - 4, 8), 0x5, 0x21, 0x00 },
         { "READ(16) past the capacity", ZbcKit.Read16(Capacity, 1), 0x5, 0x21, 0x00 },
     };
@@ -183,7 +183,7 @@ public sealed class ZoneErrorTests : IDisposable
         await h.ClearUnitAttentionAsync();
         ZbcKit.AssertSense(await h.RunAsync(ZbcKit.ReportZones(0, 4096)), SenseKey.IllegalRequest, 0x20, 0x00);
         ZbcKit.AssertSense(await h.RunAsync(ZbcKit.ZoneOut(ZoneAction.ResetWritePointer, 0, all: true)), SenseKey.IllegalRequest, 0x20, 0x00);
-        ZbcKit.AssertSense(await h.RunAsync(With(ZbcKit.ReportZones(0, 4096), 1, 0x06)), SenseKey.IllegalRequest, 0x20, 0x00);
+        ZbcKit.AssertSense(await h.RunAsync(ZbcKit.ReportZones(0, 4096).With(0x06, 1)), SenseKey.IllegalRequest, 0x20, 0x00);
         ZbcKit.AssertSense(await h.RunAsync(ZbcKit.Inquiry(0xB6)), SenseKey.IllegalRequest, 0x24, 0x00);
         var pages = (await h.RunAsync(ZbcKit.Inquiry(0x00))).DataIn;
         Assert.DoesNotContain((byte)0xB6, pages.AsSpan(4).ToArray());
@@ -203,7 +203,8 @@ public sealed class ZoneErrorTests : IDisposable
         ZbcKit.AssertSense(await h.RunAsync(ZbcKit.Write16(ZoneBlocks, 1), new byte[512]), SenseKey.DataProtect, 0x27, 0x00);
     }
 
-    private static byte[] With(byte[] cdb, int index, byte value)
+    // Reserved bits set on top of what the CDB holds (a service action is replaced instead, with Cdbs.With).
+    private static byte[] SetBits(byte[] cdb, int index, byte value)
     {
         cdb[index] |= value;
         return cdb;
