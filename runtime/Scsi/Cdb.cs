@@ -5,6 +5,9 @@ namespace HandlerRuntime.Scsi;
 /// <summary>Big-endian field access for CDBs and parameter data.</summary>
 internal static class Cdb
 {
+    /// <summary>The number of the highest bit set in <paramref name="bits"/> (the bit a field pointer names).</summary>
+    public static int HighestBit(int bits) => 31 - System.Numerics.BitOperations.LeadingZeroCount((uint)bits);
+
     public static ushort U16(ReadOnlySpan<byte> b, int at) => BinaryPrimitives.ReadUInt16BigEndian(b[at..]);
     public static uint U24(ReadOnlySpan<byte> b, int at) => (uint)(b[at] << 16 | b[at + 1] << 8 | b[at + 2]);
     public static uint U32(ReadOnlySpan<byte> b, int at) => BinaryPrimitives.ReadUInt32BigEndian(b[at..]);

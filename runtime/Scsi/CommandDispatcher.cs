@@ -94,7 +94,7 @@ internal static class CommandDispatcher
         {
             var bad = cdb[i] & ~usage[i];
             if (bad != 0)
-                return Sense.InvalidFieldInCdb.WithFieldPointer(i, 31 - System.Numerics.BitOperations.LeadingZeroCount((uint)bad));
+                return Sense.InvalidFieldInCdb.WithFieldPointer(i, Cdb.HighestBit(bad));
         }
         return null;
     }

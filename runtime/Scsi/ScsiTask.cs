@@ -105,6 +105,13 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
     /// <summary>How the LUN waits for this task's I/O (created once, reused by every command of this task).</summary>
     internal PendingRun PendingRun => pendingRun ??= new PendingRun(this);
 
+    /// <summary>The data-out must hold at least <paramref name="bytes"/> (short data-out is refused, not padded).</summary>
+    internal void RequireDataOut(long bytes)
+    {
+        if (DataOutLength < bytes)
+            throw new ScsiException(Sdk.Sense.InvalidFieldInInformationUnit);
+    }
+
     /// <summary>Rents a data-in buffer of <paramref name="length"/> bytes, replacing any earlier one.</summary>
     public Memory<byte> AllocateDataIn(int length)
     {

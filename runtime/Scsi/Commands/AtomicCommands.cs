@@ -47,11 +47,9 @@ internal static class AtomicCommands
     {
         if (task.Blocks == 0)
             return default;
-        if (task.Blocks > lun.MaxTransferBlocks)
-            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(10));
+        MediumCommands.CheckTransferLength(lun, task);
         var bytes = (int)task.Blocks * lun.BlockSize;
-        if (task.DataOutLength < bytes)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(bytes);
         return OrWriteAsync(lun, task, bytes);
     }
 
@@ -85,8 +83,7 @@ internal static class AtomicCommands
         if (task.Blocks > MaxAtomicBlocks(lun))
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(12));
         var bytes = (int)task.Blocks * lun.BlockSize;
-        if (task.DataOutLength < bytes)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(bytes);
         return lun.AtomicJournal!.WriteAsync(lun.Device, (long)task.Lba * lun.BlockSize, task.DataOutBuffer!.Memory[..bytes], task.AbortToken);
     }
 

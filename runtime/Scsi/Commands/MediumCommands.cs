@@ -21,8 +21,7 @@ internal static class MediumCommands
     {
         if (task.Blocks == 0)
             return default;
-        if (task.Blocks > lun.MaxTransferBlocks)
-            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(TransferLengthByte(task)));
+        CheckTransferLength(lun, task);
         var bs = lun.BlockSize;
         var memory = task.AllocateDataIn((int)task.Blocks * bs);
         return lun.Device.ReadAsync((long)task.Lba * bs, memory, task.AbortToken);
@@ -32,12 +31,10 @@ internal static class MediumCommands
     {
         if (task.Blocks == 0)
             return default;
-        if (task.Blocks > lun.MaxTransferBlocks)
-            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(TransferLengthByte(task)));
+        CheckTransferLength(lun, task);
         var bs = lun.BlockSize;
         var bytes = (int)task.Blocks * bs;
-        if (task.DataOutLength < bytes)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(bytes);
         var fua = task.CdbSpan[0] != 0x0A && (task.CdbSpan[1] & 0x08) != 0;
         return WriteDurably(lun, (long)task.Lba * bs, task.DataOutBuffer!.Memory[..bytes], fua, task.AbortToken);
     }
@@ -50,11 +47,9 @@ internal static class MediumCommands
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(1, 2));
         if (task.Blocks == 0)
             return default;
-        if (task.Blocks > lun.MaxTransferBlocks)
-            throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(TransferLengthByte(task)));
+        CheckTransferLength(lun, task);
         var bytes = (int)task.Blocks * lun.BlockSize;
-        if (task.DataOutLength < bytes)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(bytes);
         return WriteThenCompareAsync(lun, task, bytes, bytchk == 1);
     }
 
@@ -103,8 +98,7 @@ internal static class MediumCommands
             return default;
         var bs = lun.BlockSize;
         var needed = bytchk == 1 ? (long)task.Blocks * bs : bs;
-        if (task.DataOutLength < needed)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(needed);
         return CompareAsync(lun, task, bytchk == 3);
     }
 
@@ -202,8 +196,7 @@ internal static class MediumCommands
             return default;
         if (length < 8)
             throw new ScsiException(Sense.ParameterListLengthError);
-        if (task.DataOutLength < length)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(length);
         var p = task.DataOutBuffer!.Span[..length];
         var descriptorBytes = Math.Min(Cdb.U16(p, 2), length - 8);
         var count = descriptorBytes / 16;
@@ -237,11 +230,18 @@ internal static class MediumCommands
         }
     }
 
-    private static int TransferLengthByte(ScsiTask task) => task.CdbSpan[0] switch
+    /// <summary>More blocks than the LU moves in one command: refused, pointing at the CDB's transfer length field.</summary>
+    public static void CheckTransferLength(ScsiLun lun, ScsiTask task)
     {
-        0x08 or 0x0A => 4,
-        0xA8 or 0xAA or 0xAE => 6,
-        0x88 or 0x8A or 0x8E => 10,
-        _ => 7,
-    };
+        if (task.Blocks <= lun.MaxTransferBlocks)
+            return;
+        var field = task.Command!.Range switch
+        {
+            RangeLayout.Cdb6 => 4,
+            RangeLayout.Cdb12 => 6,
+            RangeLayout.Cdb16 => 10,
+            _ => 7,
+        };
+        throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(field));
+    }
 }

@@ -143,8 +143,7 @@ internal static class ModeCommands
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(1, 4)); // PF=0: vendor format, not ours
         if ((cdb[1] & 0x01) != 0)
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(1, 0)); // SP: no saved pages
-        if (task.DataOutLength < length)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(length);
 
         var p = task.DataOutBuffer!.Span[..length];
         var hdr = ten ? 8 : 4;
@@ -187,7 +186,7 @@ internal static class ModeCommands
             {
                 var diff = (given[i] ^ current[i]) & ~changeable[i];
                 if (diff != 0)
-                    throw new ScsiException(Sense.InvalidFieldInParameterList.WithFieldPointer(off + i, 31 - System.Numerics.BitOperations.LeadingZeroCount((uint)diff), inCdb: false));
+                    throw new ScsiException(Sense.InvalidFieldInParameterList.WithFieldPointer(off + i, Cdb.HighestBit(diff), inCdb: false));
             }
             switch (code)
             {

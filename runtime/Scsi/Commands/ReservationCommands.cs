@@ -122,8 +122,7 @@ internal static class ReservationCommands
         var length = Cdb.U32(cdb, 5);
         if (length < BasicParameterListLength)
             throw new ScsiException(Sense.ParameterListLengthError);
-        if (task.DataOutLength < length)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(length);
         ReadOnlySpan<byte> p = task.DataOutBuffer!.Span[..(int)length];
         var request = new ProutRequest(action, Cdb.U64(p, 0), Cdb.U64(p, 8)) { Type = type };
         return action == ProutServiceAction.RegisterAndMove
@@ -136,7 +135,7 @@ internal static class ReservationCommands
     {
         var flags = p[20];
         if ((flags & 0xF2) != 0)
-            throw InvalidParameter(20, 31 - System.Numerics.BitOperations.LeadingZeroCount((uint)(flags & 0xF2)));
+            throw InvalidParameter(20, Cdb.HighestBit(flags & 0xF2));
         if (p[21] != 0)
             throw InvalidParameter(21);
         var specifyInitiatorPorts = (flags & 0x08) != 0;

@@ -12,8 +12,7 @@ internal static class SanitizeCommand
         var bs = lun.BlockSize;
         if (length < 5 || length > bs + 4)
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(7)); // SBC-3: more than 4, at most a block plus 4
-        if (task.DataOutLength < length)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(length);
         var p = task.DataOutBuffer!.Span[..length];
         var passes = p[0] & 0x1F;
         var patternLength = Cdb.U16(p, 2);

@@ -41,8 +41,7 @@ internal static class TargetPortGroupCommands
             return default;
         if (length < 4 || (length - 4) % 4 != 0)
             throw new ScsiException(Sense.ParameterListLengthError);
-        if (task.DataOutLength < length)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(length);
         var p = task.DataOutBuffer!.Span[..length];
         AsymmetricAccessState? wanted = null;
         for (var at = 4; at < length; at += 4)

@@ -12,8 +12,6 @@ namespace HandlerRuntime.Scsi.Commands;
 /// </summary>
 internal static class ZonedCommands
 {
-    public const byte ZbcOut = 0x94;
-    public const byte ZbcIn = 0x95;
     public const byte HostManagedDeviceType = 0x14;
     private const int HeaderBytes = 64;
     private const int DescriptorBytes = 64;

@@ -98,7 +98,7 @@ internal sealed class CopyParameterList
 
         var listId = p[0];
         if ((p[1] & 0xC0) != 0)
-            throw Invalid(1, HighestBit(p[1] & 0xC0));
+            throw Invalid(1, Cdb.HighestBit(p[1] & 0xC0));
         var usage = (p[1] >> 3) & 0x03;
         if (usage == 0x01) // 01b is reserved
             throw Invalid(1, 4);
@@ -211,7 +211,7 @@ internal sealed class CopyParameterList
         {
             // Block device type specific parameters (SPC-4 6.4.5.4): PAD and DISK BLOCK LENGTH.
             if ((p[at + 28] & ~0x04) != 0)
-                throw Invalid(at + 28, HighestBit(p[at + 28] & ~0x04));
+                throw Invalid(at + 28, Cdb.HighestBit(p[at + 28] & ~0x04));
             pad = (p[at + 28] & 0x04) != 0;
             blockLength = (int)Cdb.U24(p, at + CscdDescriptor.DiskBlockLengthField);
         }
@@ -225,7 +225,7 @@ internal sealed class CopyParameterList
         if (Cdb.U16(p, at + 2) != CopyLimits.BlockToBlockSegmentLength - 4)
             throw Invalid(at + 2);
         if ((p[at + 1] & 0xFC) != 0)
-            throw Invalid(at + 1, HighestBit(p[at + 1] & 0xFC));
+            throw Invalid(at + 1, Cdb.HighestBit(p[at + 1] & 0xFC));
         if (p[at + 8] != 0 || p[at + 9] != 0)
             throw Invalid(p[at + 8] != 0 ? at + 8 : at + 9);
         var source = Cdb.U16(p, at + BlockSegment.SourceIdField);
@@ -247,5 +247,4 @@ internal sealed class CopyParameterList
     private static ScsiException Invalid(int at, int bit = -1)
         => new(Sense.InvalidFieldInParameterList.WithFieldPointer(at, bit, inCdb: false));
 
-    private static int HighestBit(int bits) => 31 - System.Numerics.BitOperations.LeadingZeroCount((uint)bits);
 }

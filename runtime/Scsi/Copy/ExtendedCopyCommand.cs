@@ -20,8 +20,7 @@ internal static class ExtendedCopyCommand
         // SPC-4 6.4.1: a PARAMETER LIST LENGTH of zero copies nothing, changes nothing and is not an error.
         if (length == 0)
             return default;
-        if (task.DataOutLength < length)
-            throw new ScsiException(Sense.InvalidFieldInInformationUnit);
+        task.RequireDataOut(length);
         var list = CopyParameterList.Parse(task.DataOutBuffer!.Memory[..(int)length]);
         var operation = lun.Copies.Begin(task.Nexus, list.ListId, list.Usage);
         return RunAsync(lun, task, list, operation);

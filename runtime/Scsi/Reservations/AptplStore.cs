@@ -111,10 +111,7 @@ internal sealed partial class AptplStore(string directory)
             if (!PersistentReservationTypes.IsDefined(type))
                 throw new InvalidDataException($"reservation type {type} is not a persistent reservation type");
             reservation = new PersistentReservation(ParseNexus(res["holder"] as JsonObject ?? throw new InvalidDataException("the reservation has no holder")), (PersistentReservationType)type);
-            var held = ((PersistentReservationType)type).IsAllRegistrants()
-                ? registrations.Count > 0
-                : registrations.Any(r => r.Nexus.Covers(reservation.Holder));
-            if (!held)
+            if (!PersistentReserveOut.StillHeld(reservation, registrations.ToImmutable()))
                 throw new InvalidDataException("the reservation's holder is not registered");
         }
         return new ReservationState((uint?)o["generation"] ?? 0, true, registrations.ToImmutable(), reservation);

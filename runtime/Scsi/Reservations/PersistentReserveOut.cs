@@ -173,7 +173,8 @@ internal static class PersistentReserveOut
         return new ProutEffects(state with { Registrations = registrations, Reservation = reservation }, notices, []);
     }
 
-    private static bool StillHeld(PersistentReservation reservation, ImmutableArray<Registration> registrations)
+    /// <summary>Whether a reservation still has a holder among the registrations (for the all-registrants types, any registrant).</summary>
+    internal static bool StillHeld(PersistentReservation reservation, ImmutableArray<Registration> registrations)
         => reservation.Type.IsAllRegistrants() ? registrations.Length > 0 : registrations.Any(r => r.Nexus.Covers(reservation.Holder));
 
     private static ImmutableArray<ReservationNotice> Tell(IEnumerable<Registration> registrations, SenseData sense)

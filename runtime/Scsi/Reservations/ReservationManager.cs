@@ -43,9 +43,6 @@ internal sealed class ReservationManager
     /// <summary>Whether APTPL can be honoured (PTPL_C): the LU has a state directory.</summary>
     public bool CanPersist => store is not null;
 
-    /// <summary>The file APTPL state is kept in, when the LU has one.</summary>
-    public string? AptplFile => store?.FilePath;
-
     /// <summary>
     /// Whether <paramref name="nexus"/> must be refused a command of <paramref name="rule"/> with
     /// RESERVATION CONFLICT. The fast path (no reservation of either kind) is two volatile reads.
