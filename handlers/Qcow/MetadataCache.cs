@@ -31,8 +31,6 @@ internal sealed class MetadataCache
         this.writeBackAll = writeBackAll;
     }
 
-    /// <summary>Tables it can hold before evicting.</summary>
-    public int Capacity => capacity;
 
     /// <summary>True while the owner's write-back runs: eviction then never starts another.</summary>
     public bool InWriteBack { get; set; }
@@ -117,7 +115,6 @@ internal sealed class MetadataCache
 
     public List<Table> DirtyTables(TableKind kind) => tables.Values.Where(t => t.Dirty && t.Kind == kind).OrderBy(t => t.Offset).ToList();
 
-    public bool AnyDirty(TableKind kind) => tables.Values.Any(t => t.Dirty && t.Kind == kind);
 
     public async ValueTask WriteAsync(Table t)
     {

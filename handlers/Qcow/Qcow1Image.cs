@@ -44,7 +44,6 @@ internal sealed class Qcow1Image : IImage
 
     public long VirtualSize { get; }
 
-    public IImage? Backing => backing;
 
     public int ClusterSize => 1 << clusterBits;
 

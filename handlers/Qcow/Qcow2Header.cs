@@ -24,7 +24,6 @@ internal sealed class Qcow2Header
     public const ulong IncompatibleCompressionType = 1 << 3;
     public const ulong IncompatibleExtendedL2 = 1 << 4;
     public const ulong KnownIncompatible = IncompatibleDirty | IncompatibleCorrupt | IncompatibleDataFile | IncompatibleCompressionType | IncompatibleExtendedL2;
-    public const ulong CompatibleLazyRefcounts = 1 << 0;
 
     private const uint ExtensionEnd = 0;
     private const uint ExtensionBackingFormat = 0xE2792ACA;

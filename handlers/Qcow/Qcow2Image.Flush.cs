@@ -34,9 +34,10 @@ internal sealed partial class Qcow2Image
             foreach (var t in cache.DirtyTables(TableKind.Refblock))
                 await cache.WriteAsync(t);
             file.Sync();
-            if (cache.AnyDirty(TableKind.L2) || dirtyL1.Count > 0)
+            var dirtyL2 = cache.DirtyTables(TableKind.L2);
+            if (dirtyL2.Count > 0 || dirtyL1.Count > 0)
             {
-                foreach (var t in cache.DirtyTables(TableKind.L2))
+                foreach (var t in dirtyL2)
                     await cache.WriteAsync(t);
                 await WriteDirtyL1Async();
                 file.Sync();

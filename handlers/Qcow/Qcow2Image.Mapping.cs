@@ -190,6 +190,4 @@ internal sealed partial class Qcow2Image
         }
         return (state, run);
     }
-
-    internal static ulong ReadBigEndian(byte[] b, int at) => BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(at));
 }

@@ -69,7 +69,7 @@ internal sealed partial class Qcow2Image
         }
         for (var c = end; c < end + blocks + tableClusters; c++)
             counts.Add(c);
-        var max = header.RefcountOrder == 6 ? ulong.MaxValue : (1UL << (1 << header.RefcountOrder)) - 1;
+        var max = refcounts!.MaxRefcount; // loaded before any rebuild, from the same header
         var table2 = new ulong[tableClusters * clusterSize / 8];
         for (long b = 0; b < blocks; b++)
         {

@@ -58,8 +58,6 @@ internal sealed partial class Qcow2Image : IImage
 
     public bool Writable => refcounts is not null;
 
-    public Qcow2Header Header => header;
-
     public IImage? Backing => backing;
 
     public int ClusterSize => clusterSize;

@@ -21,7 +21,7 @@ internal sealed class QcowDevice : IBlockDevice, IProvisioningStatus
         this.log = log;
         qcow2 = image as Qcow2Image;
         qcow1 = image as Qcow1Image;
-        var clusterSize = qcow2?.ClusterSize ?? (image as Qcow1Image)?.ClusterSize ?? blockSize;
+        var clusterSize = qcow2?.ClusterSize ?? qcow1?.ClusterSize ?? blockSize;
         Geometry = DeviceGeometry.FromSize(image.VirtualSize, blockSize) with
         {
             OptimalTransferBlocks = Math.Max(1, clusterSize / blockSize),
