@@ -230,7 +230,8 @@ public sealed class Daemon : IAsyncDisposable
             logs.Level, LogLevels.Name(logs.Level), logs.LogFile, settings.HandlerPath, settings.StateDirectory, settings.ControlSocket,
             fabrics.SelectMany(f => f.Endpoints).ToList(), Luns.Entries.Count, Luns.Waiting.Count,
             fabrics.Sum(f => f.Sessions.Count), Plugins.Plugins.Count, handlerStatus,
-            new GcDto(GC.GetTotalAllocatedBytes(precise: true), GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds));
+            new GcDto(GC.GetTotalAllocatedBytes(precise: true), GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds),
+            fabrics.Sum(f => f.ConnectionCount));
     }
 
     public IReadOnlyList<HandlerDto> Handlers()

@@ -105,7 +105,7 @@ public static class CliApp
             Row("log file", s.LogFile ?? "(console only)");
             Row("handlers", $"{s.Plugins} plugin(s) in {s.HandlerPath}");
             Row("LUNs", s.WaitingLuns == 0 ? $"{s.Luns}" : $"{s.Luns} serving, {s.WaitingLuns} waiting");
-            Row("sessions", s.Sessions.ToString());
+            Row("sessions", $"{s.Sessions} ({s.Connections} connection(s) open)");
             Row("listening", string.Join(", ", s.Endpoints));
             if (s.Gc is { } gc)
                 Row("gc", $"{gc.AllocatedBytes} bytes allocated, collections {gc.Gen0Collections}/{gc.Gen1Collections}/{gc.Gen2Collections} (gen 0/1/2), {gc.PauseMilliseconds:F0} ms paused");

@@ -9,7 +9,7 @@ public sealed record ErrorDto(string Error);
 public sealed record StatusDto(
     string Version, int Pid, long UptimeSeconds, string? ConfigFile, int LogLevel, string LogLevelName, string? LogFile,
     string HandlerPath, string StateDirectory, string ControlSocket, IReadOnlyList<string> Endpoints,
-    int Luns, int WaitingLuns, int Sessions, int Plugins, IReadOnlyList<LunStatusDto> Handlers, GcDto? Gc = null);
+    int Luns, int WaitingLuns, int Sessions, int Plugins, IReadOnlyList<LunStatusDto> Handlers, GcDto? Gc = null, int Connections = 0);
 
 /// <summary>The daemon's garbage collector since start: bytes allocated and collections per generation (bench/run.sh reads them around a run).</summary>
 public sealed record GcDto(long AllocatedBytes, int Gen0Collections, int Gen1Collections, int Gen2Collections, double PauseMilliseconds);

@@ -22,6 +22,12 @@ public interface IFabric : IAsyncDisposable
 
     /// <summary>Live sessions, for <c>hrt ls</c>.</summary>
     IReadOnlyList<SessionInfo> Sessions { get; }
+
+    /// <summary>
+    /// Transport connections open now, in any phase (a connection still logging in counts),
+    /// from the same bookkeeping that enforces the fabric's connection limit.
+    /// </summary>
+    int ConnectionCount { get; }
 }
 
 /// <summary>One initiator session as shown to operators.</summary>

@@ -24,6 +24,8 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
     private const int SoReuseAddr = 2; // Linux SO_REUSEADDR
     private readonly object gate = new();
     private readonly Dictionary<string, Listener> listeners = new(StringComparer.OrdinalIgnoreCase);
+    // Every accepted connection from before it starts until its run has ended, whatever ended
+    // it: the one count behind the connection limit, `hrt status` and shutdown.
     private readonly ConcurrentDictionary<IscsiConnection, Task> connections = new();
     private readonly ConcurrentDictionary<string, TargetPort> ports = new(StringComparer.OrdinalIgnoreCase);
     private readonly CancellationTokenSource stopping = new();
@@ -48,6 +50,8 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
     }
 
     IReadOnlyList<SessionInfo> IFabric.Sessions => Sessions.All.Where(s => !s.IsClosed).Select(s => s.Describe()).ToList();
+
+    public int ConnectionCount => connections.Count;
 
     public Task StartAsync(RuntimeSettings settings, CancellationToken cancellationToken)
     {
@@ -152,11 +156,30 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
             }
             socket.NoDelay = true;
             var connection = new IscsiConnection(this, socket, o, log);
-            connections[connection] = Task.Run(connection.RunAsync);
+            // Registered before it runs: a connection that ends at once (a reset, a bad first
+            // PDU) must not be removed before it was added, which would leave it counted forever.
+            connections[connection] = Task.CompletedTask;
+            var run = Task.Run(() => ServeAsync(connection));
+            connections.TryUpdate(connection, run, Task.CompletedTask);
         }
     }
 
-    internal void Forget(IscsiConnection connection) => connections.TryRemove(connection, out _);
+    /// <summary>Runs one connection and releases it, however its run ends.</summary>
+    private async Task ServeAsync(IscsiConnection connection)
+    {
+        try
+        {
+            await connection.RunAsync();
+        }
+        catch (Exception e)
+        {
+            log.Error(e, "iSCSI {Remote}: connection ended by an internal error", connection.RemoteEndPoint);
+        }
+        finally
+        {
+            connections.TryRemove(connection, out _);
+        }
+    }
 
     internal IscsiSession CreateSession(SessionParameters parameters, string initiatorName, ulong isid, ScsiTarget? target, uint cmdSN)
     {

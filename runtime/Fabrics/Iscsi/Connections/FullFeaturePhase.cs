@@ -323,21 +323,13 @@ internal sealed partial class IscsiConnection
         }
         finally
         {
+            // ErrorRecoveryLevel 0 cannot recover a data sequence: the command ends with
+            // ABORTED COMMAND (SPC-4 4Bh: data phase errors) and the connection lives on.
+            if (fault is { } f)
+                Log.Warning("iSCSI {Remote}: {Reason}; ITT 0x{Itt:x8} ends with ABORTED COMMAND", RemoteEndPoint, f.Why, itt);
             using var reader = Sender.EnterReader();
-            if (session.EndRead(cmd))
-            {
-                if (fault is { } f)
-                {
-                    // ErrorRecoveryLevel 0 cannot recover a data sequence: the command ends with
-                    // ABORTED COMMAND (SPC-4 4Bh: data phase errors) and the connection lives on.
-                    Log.Warning("iSCSI {Remote}: {Reason}; ITT 0x{Itt:x8} ends with ABORTED COMMAND", RemoteEndPoint, f.Why, itt);
-                    session.FailBeforeExecution(cmd, f.Sense);
-                }
-                else if (cmd.DataComplete)
-                {
-                    session.Pump();
-                }
-            }
+            if (session.EndRead(cmd, fault?.Sense) && cmd.DataComplete)
+                session.Pump();
         }
     }
 

@@ -57,7 +57,7 @@ internal sealed partial class IscsiConnection
     public ConnectionParameters Parameters { get; } = new();
     public bool IsClosed => Volatile.Read(ref closed) != 0;
 
-    /// <summary>Runs the connection to its end; never throws.</summary>
+    /// <summary>Runs the connection to its end; never throws. The fabric releases it when this returns.</summary>
     public async Task RunAsync()
     {
         var why = "closed by the initiator";
@@ -98,20 +98,42 @@ internal sealed partial class IscsiConnection
         }
         finally
         {
+            await EndAsync(why);
+        }
+    }
+
+    /// <summary>
+    /// Tears the connection down. Each step runs whatever the one before it did: a failing
+    /// step must never leave the socket open or the session holding this connection.
+    /// </summary>
+    private async Task EndAsync(string why)
+    {
+        try
+        {
             // Nexus loss first, before the sender drains: an initiator that dropped its last
             // connection may be logging in again already, and must find PREVENT and RESERVE gone.
             if (Session is { } lost && lost.IsLastConnection(this))
                 lost.EndNexus();
             await StopSenderAsync(); // lets a final Reject or logout response out
-            Close(why);
+        }
+        catch (Exception e)
+        {
+            Log.Error(e, "iSCSI {Remote}: ending the connection failed", RemoteEndPoint);
+        }
+        Close(why);
+        try
+        {
             if (Session is { } s)
                 await s.ConnectionClosedAsync(this);
-            receiver.Dispose();
-            Sender.Dispose();
-            closing.Dispose();
-            Fabric.Forget(this);
-            Log.Debug("iSCSI {Remote}: connection ended ({Reason})", RemoteEndPoint, why);
         }
+        catch (Exception e)
+        {
+            Log.Error(e, "iSCSI {Remote}: releasing the connection from its session failed", RemoteEndPoint);
+        }
+        receiver.Dispose();
+        Sender.Dispose();
+        closing.Dispose();
+        Log.Debug("iSCSI {Remote}: connection ended ({Reason})", RemoteEndPoint, why);
     }
 
     private string? closeReason;

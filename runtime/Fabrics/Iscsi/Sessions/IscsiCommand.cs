@@ -84,6 +84,8 @@ internal sealed class IscsiCommand
     /// <summary>The connection's reader is moving data into this command; an abort then leaves the retiring to it.</summary>
     public bool ReaderBusy;
     public bool RetireAfterRead;
+    /// <summary>In the session's pool: not in use by any command.</summary>
+    public bool Pooled;
     public IscsiCommand? Prev;
     public IscsiCommand? Next;
 
@@ -135,7 +137,15 @@ internal sealed class IscsiCommand
             Session.Log.Error(e, "iSCSI: the SCSI core failed ITT {Itt}", Itt);
             Task.Status = Sdk.ScsiStatus.Busy;
         }
-        Session.Executed(this);
+        try
+        {
+            Session.Executed(this);
+        }
+        catch (Exception e) // on a handler's thread: escaping would end the process
+        {
+            Session.Log.Error(e, "iSCSI: completing ITT 0x{Itt:x8} failed; closing the session", Itt);
+            Session.CloseAll("internal error");
+        }
     }
 
     public R2TState? FindR2T(uint ttt, out int index)

@@ -105,14 +105,22 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
             if (last)
                 closed = true;
         }
-        if (last)
-            EndNexus(); // at once: the initiator may already be logging in again
-        await AbortAsync(c => c.Connection == connection, coreAlso: true);
-        if (last)
+        try
         {
-            await WaitDrainedAsync(TimeSpan.FromSeconds(60));
-            Fabric.Sessions.Remove(this);
-            Log.Information("iSCSI session {Initiator} (ISID 0x{Isid:x12}, TSIH {Tsih}) to {Target} closed", InitiatorName, Isid, Tsih, Target?.Name ?? "discovery");
+            if (last)
+                EndNexus(); // at once: the initiator may already be logging in again
+            await AbortAsync(c => c.Connection == connection, coreAlso: true);
+            if (last)
+                await WaitDrainedAsync(TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            // Whatever failed above, a closed session must not keep its TSIH and its place under maxSessions.
+            if (last)
+            {
+                Fabric.Sessions.Remove(this);
+                Log.Information("iSCSI session {Initiator} (ISID 0x{Isid:x12}, TSIH {Tsih}) to {Target} closed", InitiatorName, Isid, Tsih, Target?.Name ?? "discovery");
+            }
         }
     }
 
@@ -255,7 +263,10 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
     {
         lock (gate)
             if (pool.TryPop(out var c))
+            {
+                c.Pooled = false;
                 return c;
+            }
         var cmd = new IscsiCommand(this, Parameters.MaxOutstandingR2T);
         cmd.Reset();
         return cmd;
@@ -330,7 +341,19 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         }
     }
 
-    void IThreadPoolWorkItem.Execute() => Pump();
+    void IThreadPoolWorkItem.Execute()
+    {
+        // Nothing may escape a work item: it would end the process, every LUN with it.
+        try
+        {
+            Pump();
+        }
+        catch (Exception e)
+        {
+            Log.Error(e, "iSCSI session {Initiator}: delivering commands failed; closing the session", InitiatorName);
+            CloseAll("internal error");
+        }
+    }
 
     /// <summary>READ and WRITE (6/10/12/16) to a LUN whose device never waits on the caller's thread.</summary>
     private bool MayRunOnNetworkThread(IscsiCommand cmd)
@@ -367,18 +390,6 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         return null;
     }
 
-    /// <summary>Ends a command that never reached the core (a data sequence error) with CHECK CONDITION.</summary>
-    public void FailBeforeExecution(IscsiCommand cmd, SenseData sense)
-    {
-        lock (gate)
-        {
-            Unlink(cmd);
-            cmd.State = CommandState.Executing;
-        }
-        cmd.Task.SetSense(sense, descriptorFormat: false);
-        Executed(cmd);
-    }
-
     /// <summary>The core finished a command: queue its response unless it was aborted or its connection is gone.</summary>
     public void Executed(IscsiCommand cmd)
     {
@@ -406,6 +417,17 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
     /// <summary>The response is on the wire (or was dropped): the command object goes back to the pool.</summary>
     public void Recycle(IscsiCommand cmd)
     {
+        lock (gate)
+        {
+            // A command completed twice would sit in the pool twice and carry two initiators'
+            // commands at once; refuse the second return loudly instead.
+            if (cmd.Pooled)
+            {
+                Log.Error("iSCSI session {Initiator}: a command object was returned twice (ITT 0x{Itt:x8}); the second return is ignored", InitiatorName, cmd.Itt);
+                return;
+            }
+            cmd.Pooled = true;
+        }
         cmd.Reset();
         lock (gate)
         {
@@ -534,18 +556,42 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         }
     }
 
-    /// <summary>The reader is done with <paramref name="cmd"/>; false when an abort came meanwhile (the command is then retired).</summary>
-    public bool EndRead(IscsiCommand cmd)
+    /// <summary>
+    /// The reader is done with <paramref name="cmd"/>. False when the command has left the
+    /// reader's hands: an abort came meanwhile (it is retired), or <paramref name="fault"/>
+    /// ends it, a data sequence error, with CHECK CONDITION without reaching the core.
+    /// </summary>
+    /// <remarks>
+    /// The fault takes the command out of delivery in the same lock that clears
+    /// <see cref="IscsiCommand.ReaderBusy"/>: once that flag is clear, a command whose data is
+    /// complete may be delivered by a pump on another thread, and failing it afterwards would
+    /// complete it twice (seen under a fuzzing client: a command recycled while still running).
+    /// </remarks>
+    public bool EndRead(IscsiCommand cmd, SenseData? fault = null)
     {
         bool retire;
         lock (gate)
         {
-            cmd.ReaderBusy = false;
             retire = cmd.RetireAfterRead;
+            if (!retire && fault is not null)
+            {
+                Unlink(cmd);
+                cmd.State = CommandState.Executing;
+            }
+            cmd.ReaderBusy = false;
         }
         if (retire)
+        {
             Retire(cmd);
-        return !retire;
+            return false;
+        }
+        if (fault is { } sense)
+        {
+            cmd.Task.SetSense(sense, descriptorFormat: false);
+            Executed(cmd);
+            return false;
+        }
+        return true;
     }
 
     /// <summary>Waits until no command that matches is outstanding (before a logout response).</summary>
