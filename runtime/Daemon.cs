@@ -224,8 +224,8 @@ public sealed class Daemon : IAsyncDisposable
 
     public StatusDto Status()
     {
-        var handlerStatus = Luns.Entries.Where(e => e.Lun.Device is IHasStatus)
-            .Select(e => new LunStatusDto(e.Name, ((IHasStatus)e.Lun.Device).GetStatus())).ToList();
+        var handlerStatus = Luns.Entries.Where(e => e.Lun.Device.Status is not null)
+            .Select(e => new LunStatusDto(e.Name, e.Lun.Device.Status!.GetStatus())).ToList();
         return new StatusDto(Version, Environment.ProcessId, (long)(DateTimeOffset.UtcNow - started).TotalSeconds, source.FilePath,
             logs.Level, LogLevels.Name(logs.Level), logs.LogFile, settings.HandlerPath, settings.StateDirectory, settings.ControlSocket,
             fabrics.SelectMany(f => f.Endpoints).ToList(), Luns.Entries.Count, Luns.Waiting.Count,

@@ -4,8 +4,12 @@ namespace HandlerRuntime.Sdk;
 /// An open backing store. Offsets and lengths are in bytes, always multiples of the
 /// logical block size and inside the device: the runtime checks them before calling.
 /// Operations not listed in <see cref="Capabilities"/> are never called.
-/// Errors: throw <see cref="ScsiException"/> with a sense from <see cref="Sense"/>;
-/// any other exception fails that one command with HARDWARE ERROR and is logged.
+/// Errors: throw <see cref="ScsiException"/> with a sense from <see cref="Sense"/>, or a
+/// <see cref="DeviceIOException"/> with the errno the store gave (EIO becomes MEDIUM ERROR,
+/// ENOSPC SPACE ALLOCATION FAILED, a lost connection NOT READY ...); a
+/// <see cref="NotSupportedException"/> from write zeroes or unmap means "not here" and the
+/// runtime falls back to writing zeros. Any other exception is a bug: that one command fails
+/// with HARDWARE ERROR and it is logged.
 /// </summary>
 public interface IBlockDevice : IAsyncDisposable
 {
@@ -20,6 +24,16 @@ public interface IBlockDevice : IAsyncDisposable
     /// <see cref="ThreadModel.SerializeRequests"/>, is the safe one.
     /// </summary>
     ThreadModel ThreadModel => ThreadModel.SerializeRequests;
+
+    /// <summary>
+    /// An optional feature of this device (<see cref="IZonedBlockDevice"/>,
+    /// <see cref="IProvisioningStatus"/>, <see cref="IScsiCommandHandler"/>, <see cref="IHasStatus"/>,
+    /// <see cref="ICryptoErase"/>), or null. The runtime asks here, never by testing the device's
+    /// type, so a wrapper (<see cref="DelegatingBlockDevice"/>) passes on what it wraps unless it
+    /// decides otherwise. The default answers with the device itself when it implements
+    /// <typeparamref name="T"/>.
+    /// </summary>
+    T? GetFeature<T>() where T : class => this as T;
 
     /// <summary>Reads <paramref name="destination"/>.Length bytes at <paramref name="offset"/>.</summary>
     ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken);

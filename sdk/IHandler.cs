@@ -20,6 +20,13 @@ public interface IHandler
     /// </summary>
     ConfigCheck CheckConfig(string config);
 
+    /// <summary>
+    /// What a device opened from <paramref name="config"/> holds exclusively, so that a
+    /// stacked device can claim its base (no other LUN or stack then opens it): by default the
+    /// config itself; null when every open gets a store of its own (anonymous memory).
+    /// </summary>
+    string? ResourceKey(string config) => config;
+
     /// <summary>Opens the backing store described by <see cref="DeviceOpenContext.Config"/>.</summary>
     /// <exception cref="ScsiException">The device cannot be opened; the message is shown to the user.</exception>
     /// <exception cref="HandlerConfigException">The config or the requested size is wrong.</exception>

@@ -25,6 +25,10 @@ public static class Sense
     public static SenseData InvalidFieldInInformationUnit => new(SenseKey.IllegalRequest, 0x0E, 0x03);
     /// <summary>DATA PROTECT, WRITE PROTECTED (27h/00h).</summary>
     public static SenseData WriteProtected => new(SenseKey.DataProtect, 0x27, 0x00);
+    /// <summary>DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT (27h/07h): a thin store ran out of space (SBC-3 4.7.3.7).</summary>
+    public static SenseData SpaceAllocationFailed => new(SenseKey.DataProtect, 0x27, 0x07);
+    /// <summary>ABORTED COMMAND, LOGICAL UNIT COMMUNICATION TIME-OUT (08h/01h): the store did not answer in time; the initiator may retry.</summary>
+    public static SenseData CommunicationTimeout => new(SenseKey.AbortedCommand, 0x08, 0x01);
     /// <summary>MISCOMPARE, MISCOMPARE DURING VERIFY OPERATION (1Dh/00h) at byte <paramref name="offset"/> of the compared data.</summary>
     public static SenseData Miscompare(ulong offset) => new SenseData(SenseKey.Miscompare, 0x1D, 0x00).WithInformation(offset);
     /// <summary>MEDIUM ERROR, UNRECOVERED READ ERROR (11h/00h).</summary>

@@ -72,7 +72,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     {
         var done = Transfer(read: true, offset, destination, 0, out var errno);
         if (errno != 0)
-            throw new IOException($"{path}: read at {offset + done} failed with errno {errno}");
+            throw new DeviceIOException(errno, $"{path}: read at {offset + done}");
         destination[done..].Clear();
     }
 
@@ -81,7 +81,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     {
         var done = Transfer(read: false, offset, source, 0, out var errno);
         if (done < source.Length)
-            throw new IOException($"{path}: write at {offset + done} failed with errno {errno}");
+            throw new DeviceIOException(errno == 0 ? Errnos.EIO : errno, $"{path}: write at {offset + done}");
     }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, WriteFlags flags, CancellationToken cancellationToken)
@@ -197,28 +197,18 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
     internal void Sync()
     {
         if (Libc.fdatasync(fd) != 0)
-            throw new ScsiException(Sense.WriteError, $"{path}: fdatasync failed with errno {Marshal.GetLastPInvokeError()}");
+            throw new DeviceIOException(Marshal.GetLastPInvokeError(), $"{path}: fdatasync");
     }
 
+    /// <summary>fallocate; a filesystem that cannot do this mode says "not supported here", and the runtime writes zeros instead.</summary>
     private ValueTask Fallocate(int mode, long offset, long length, CancellationToken ct)
     {
         if (Libc.fallocate(fd, mode, offset, length) == 0)
             return default;
         var errno = Marshal.GetLastPInvokeError();
-        if (errno != Libc.EOPNOTSUPP && errno != 19 /* ENODEV */)
-            throw new ScsiException(Sense.WriteError, $"{path}: fallocate failed with errno {errno}");
-        return WriteZeroBuffersAsync(offset, length, ct); // the filesystem cannot do it: write zeros
-    }
-
-    private async ValueTask WriteZeroBuffersAsync(long offset, long length, CancellationToken ct)
-    {
-        var zeros = new byte[(int)Math.Min(length, 1 << 20)];
-        for (long done = 0; done < length;)
-        {
-            var n = (int)Math.Min(length - done, zeros.Length);
-            await RandomAccess.WriteAsync(handle, zeros.AsMemory(0, n), offset + done, ct);
-            done += n;
-        }
+        if (errno is Errnos.EOPNOTSUPP or Errnos.ENODEV)
+            throw new NotSupportedException($"{path}: this filesystem cannot fallocate mode {mode}");
+        throw new DeviceIOException(errno, $"{path}: fallocate");
     }
 
     public ValueTask DisposeAsync()

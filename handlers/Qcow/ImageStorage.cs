@@ -80,7 +80,7 @@ internal sealed class FileStorage : ImageStorage
     public override void Sync()
     {
         if (Libc.fdatasync((int)handle.DangerousGetHandle()) != 0)
-            throw new ScsiException(Sense.WriteError, $"{Name}: fdatasync failed with errno {Marshal.GetLastPInvokeError()}");
+            throw new DeviceIOException(Marshal.GetLastPInvokeError(), $"{Name}: fdatasync");
     }
 
     public override void Dispose() => handle.Dispose();

@@ -93,8 +93,9 @@ internal sealed class QcowDevice : IBlockDevice, IProvisioningStatus
         }
         catch (IOException e)
         {
+            // The errno it carries tells the runtime what to answer (EIO, ENOSPC ...).
             log.LogError("{Path}: {What} at {Offset} failed: {Reason}", image.Path, what, offset, e.Message);
-            throw new ScsiException(Sense.WriteError, e.Message);
+            throw;
         }
     }
 

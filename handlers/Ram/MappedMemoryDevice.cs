@@ -195,7 +195,7 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice, IProvisioningSta
             return;
         var start = offset / PageSize * PageSize;
         if (Libc.msync(address + (nint)start, (nuint)(offset + count - start), Libc.MsSync) != 0)
-            throw new ScsiException(Sense.WriteError, $"{path}: msync failed with errno {Libc.Errno}");
+            throw new DeviceIOException(Libc.Errno, $"{path}: msync");
     }
 
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken)

@@ -57,19 +57,19 @@ internal sealed class OsFile(SafeFileHandle handle, string path) : IBackingFile
         var errno = Marshal.GetLastPInvokeError();
         if (errno is Libc.EOPNOTSUPP or Libc.ENODEV)
             return false;
-        throw new ScsiException(Sense.WriteError, $"{path}: fallocate failed with errno {errno}");
+        throw new DeviceIOException(errno, $"{path}: fallocate");
     }
 
     public void SyncData()
     {
         if (Libc.fdatasync(fd) != 0)
-            throw new ScsiException(Sense.WriteError, $"{path}: fdatasync failed with errno {Marshal.GetLastPInvokeError()}");
+            throw new DeviceIOException(Marshal.GetLastPInvokeError(), $"{path}: fdatasync");
     }
 
     public void SyncAll()
     {
         if (Libc.fsync(fd) != 0)
-            throw new ScsiException(Sense.WriteError, $"{path}: fsync failed with errno {Marshal.GetLastPInvokeError()}");
+            throw new DeviceIOException(Marshal.GetLastPInvokeError(), $"{path}: fsync");
     }
 
     public void Dispose() => handle.Dispose();

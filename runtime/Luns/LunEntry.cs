@@ -25,6 +25,8 @@ public sealed class LunEntry
     public ScsiLun Lun { get; }
     public IHandler Handler { get; internal set; }
     public LoadedPlugin Plugin { get; internal set; }
+    /// <summary>Every plugin the LUN's device stack uses (the top one and those of devices below it).</summary>
+    public IReadOnlySet<LoadedPlugin> StackPlugins { get; internal set; } = new HashSet<LoadedPlugin>();
     public string StateDirectory { get; }
     public string Name => Definition.Name;
     public long SizeBytes => Lun.BlockCount * Lun.BlockSize;

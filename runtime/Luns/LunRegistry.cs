@@ -22,6 +22,7 @@ public sealed class LunRegistry : IAsyncDisposable
     private readonly SemaphoreSlim gate = new(1, 1);
     private readonly Dictionary<string, LunEntry> entries = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (LunDefinition Definition, string Reason)> waiting = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> claims = new(StringComparer.Ordinal); // a nested device's store -> who holds it
 
     public LunRegistry(PluginHost plugins, TargetRegistry targets, string stateDirectory, Serilog.ILogger log, ILoggerFactory handlerLogs)
     {
@@ -81,7 +82,7 @@ public sealed class LunRegistry : IAsyncDisposable
         return handler.CheckConfig(config);
     }
 
-    private string NoHandlerMessage(string subtype)
+    internal string NoHandlerMessage(string subtype)
         => $"No loaded handler serves subtype '{subtype}' (loaded: {(plugins.Subtypes.Count == 0 ? "none" : string.Join(", ", plugins.Subtypes.Order()))}); " +
            $"fix the cfgstring or drop the handler's folder into {plugins.HandlerPath}.";
 
@@ -123,9 +124,11 @@ public sealed class LunRegistry : IAsyncDisposable
             throw new LunException($"LUN number {number} of {target.Name} is already used by LUN {taken.Name}; choose another number or leave it out.", LunError.Conflict);
 
         var stateDirectory = Path.Combine(stateRoot, "luns", definition.Name);
+        if (ResourceKeyOf(handler, subtype, config) is { } key && ClaimHolder(key, exceptLun: definition.Name) is { } holder && holder.Nested)
+            throw new LunException($"LUN {definition.Name}: {definition.Cfgstring} is the base of {holder.Who}, which owns it; give this LUN another store.", LunError.Conflict);
         Directory.CreateDirectory(stateDirectory);
         var relay = new DeviceEventsRelay();
-        var device = await OpenAsync(handler, definition, config, stateDirectory, relay, ct);
+        var (device, stack) = await OpenStackAsync(handler, plugin, definition, config, stateDirectory, relay, ResolveLoaded, ct);
         try
         {
             var g = device.Geometry;
@@ -150,7 +153,7 @@ public sealed class LunRegistry : IAsyncDisposable
             if (!target.TryMap(number, lun))
                 throw new LunException($"LUN number {number} of {target.Name} was taken meanwhile; try again.", LunError.Conflict);
             var resolved = definition with { Target = target.Name, Lun = number };
-            var entry = new LunEntry(resolved, target, number, lun, handler, plugin, stateDirectory);
+            var entry = new LunEntry(resolved, target, number, lun, handler, plugin, stateDirectory) { StackPlugins = stack.Plugins };
             lock (entries)
             {
                 entries[definition.Name] = entry;
@@ -163,41 +166,117 @@ public sealed class LunRegistry : IAsyncDisposable
         catch
         {
             await device.DisposeAsync();
+            await stack.CloseLeftoversAsync();
             throw;
         }
     }
 
-    private async Task<IBlockDevice> OpenAsync(IHandler handler, LunDefinition definition, string config, string stateDirectory, IDeviceEvents events, CancellationToken ct)
+    internal Serilog.ILogger Log => log;
+
+    internal Microsoft.Extensions.Logging.ILogger HandlerLogger(string subtype, string lun) => handlerLogs.CreateLogger($"handler.{subtype}.{lun}");
+
+    private (IHandler Handler, LoadedPlugin Plugin)? ResolveLoaded(string subtype)
+        => plugins.TryGetHandler(subtype, out var handler, out var plugin) ? (handler, plugin) : null;
+
+    /// <summary>
+    /// Opens a LUN's top device, and through its handler whatever it stacks on; returns the
+    /// device and the stack that knows the plugins used. A failure closes what was opened.
+    /// </summary>
+    private async Task<(IBlockDevice Device, DeviceStack Stack)> OpenStackAsync(IHandler handler, LoadedPlugin plugin, LunDefinition definition, string config,
+        string stateDirectory, IDeviceEvents events, DeviceStack.HandlerResolver resolve, CancellationToken ct)
     {
-        var context = new DeviceOpenContext
+        var stack = new DeviceStack(this, definition.Name, definition.ReadOnly, events, resolve);
+        stack.Plugins.Add(plugin);
+        try
         {
-            LunName = definition.Name,
-            Config = config,
-            RequestedSize = definition.Size,
-            RequestedBlockSize = definition.BlockSize,
-            ReadOnly = definition.ReadOnly,
-            Logger = handlerLogs.CreateLogger($"handler.{handler.Subtype}.{definition.Name}"),
-            StateDirectory = stateDirectory,
-            Events = events,
-            NestedDevices = new NestedOpener(this, definition.Name, stateDirectory),
-        };
+            var device = await OpenDeviceAsync(handler, new DeviceOpenContext
+            {
+                LunName = definition.Name,
+                Config = config,
+                RequestedSize = definition.Size,
+                RequestedBlockSize = definition.BlockSize,
+                ReadOnly = definition.ReadOnly,
+                Logger = HandlerLogger(handler.Subtype, definition.Name),
+                StateDirectory = stateDirectory,
+                Events = events,
+                NestedDevices = stack.OpenerFor(stateDirectory, definition.Cfgstring),
+            }, ct);
+            return (device, stack);
+        }
+        catch (LunException e)
+        {
+            await stack.CloseLeftoversAsync();
+            throw new LunException($"LUN {definition.Name}: {e.Message}", e.Kind);
+        }
+        catch
+        {
+            await stack.CloseLeftoversAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Calls a handler's open; its failures become a <see cref="LunException"/> whose sentence says why.</summary>
+    internal async Task<IBlockDevice> OpenDeviceAsync(IHandler handler, DeviceOpenContext context, CancellationToken ct)
+    {
         try
         {
             return await handler.OpenAsync(context, ct);
         }
         catch (HandlerConfigException e)
         {
-            throw new LunException($"LUN {definition.Name}: {e.Message}");
+            throw new LunException(e.Message);
         }
         catch (ScsiException e)
         {
-            throw new LunException($"LUN {definition.Name}: the {handler.Subtype} handler could not open it: {e.Message}");
+            throw new LunException($"the {handler.Subtype} handler could not open it: {e.Message}");
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            log.Error(e, "LUN {Lun}: the {Subtype} handler failed while opening", definition.Name, handler.Subtype);
-            throw new LunException($"LUN {definition.Name}: the {handler.Subtype} handler failed while opening: {e.Message}");
+            log.Error(e, "LUN {Lun}: the {Subtype} handler failed while opening", context.LunName, handler.Subtype);
+            throw new LunException($"the {handler.Subtype} handler failed while opening: {e.Message}");
         }
+    }
+
+    // ---- claims: a stack owns the stores below its top device ----
+
+    /// <summary>What a device of <paramref name="handler"/> opened from <paramref name="config"/> holds exclusively, or null.</summary>
+    internal static string? ResourceKeyOf(IHandler handler, string subtype, string config)
+        => handler.ResourceKey(config) is { } key ? $"{subtype}/{key}" : null;
+
+    /// <summary>Who uses <paramref name="key"/>: a stack that claimed it (Nested), else a LUN that serves it directly; null when free.</summary>
+    private (string Who, bool Nested)? ClaimHolder(string key, string? exceptLun = null)
+    {
+        lock (claims)
+            if (claims.TryGetValue(key, out var holder))
+                return (holder, true);
+        foreach (var e in Entries)
+            if (e.Name != exceptLun && LunDefinition.SplitCfgstring(e.Definition.Cfgstring) is var (subtype, config) && ResourceKeyOf(e.Handler, subtype, config) == key)
+                return ($"LUN {e.Name}", false);
+        return null;
+    }
+
+    /// <summary>Claims a store for a stack; returns who uses it instead, when someone does.</summary>
+    internal string? Claim(string key, string holder)
+    {
+        lock (claims)
+        {
+            if (claims.TryGetValue(key, out var owner))
+                return owner;
+            claims[key] = holder; // reserved first, so two stacks opening at once cannot both get it
+        }
+        if (ClaimHolder(key) is { Nested: false } user)
+        {
+            Release(key, holder);
+            return user.Who;
+        }
+        return null;
+    }
+
+    internal void Release(string key, string holder)
+    {
+        lock (claims)
+            if (claims.TryGetValue(key, out var owner) && owner == holder)
+                claims.Remove(key);
     }
 
     /// <summary>Deletes a LUN: unmapped first (new commands see no LU), then drained, flushed and closed.</summary>
@@ -236,8 +315,7 @@ public sealed class LunRegistry : IAsyncDisposable
         await entry.Lun.QuiesceAsync();
         try
         {
-            if ((entry.Lun.Capabilities & DeviceCapabilities.Flush) != 0)
-                await entry.Lun.Device.FlushAsync(CancellationToken.None);
+            await entry.Lun.Device.FlushAsync(CancellationToken.None);
         }
         catch (Exception e)
         {
@@ -383,27 +461,33 @@ public sealed class LunRegistry : IAsyncDisposable
         }
     }
 
-    /// <summary>Hot upgrade: reopen every LUN of <paramref name="from"/> with the same subtype of <paramref name="to"/>; all or none.</summary>
+    /// <summary>
+    /// Hot upgrade: reopen every LUN whose device stack uses <paramref name="from"/> (as its top
+    /// device or below it) with the same subtypes of <paramref name="to"/>; all or none.
+    /// </summary>
     private async Task<string?> SwitchPluginAsync(LoadedPlugin from, LoadedPlugin to)
     {
+        // Below the top device, the upgraded plugin's subtypes resolve to the new version.
+        (IHandler, LoadedPlugin)? Upgraded(string subtype)
+            => to.Handlers.FirstOrDefault(h => h.Subtype == subtype) is { } h ? (h, to)
+            : from.Handlers.Any(h => h.Subtype == subtype) ? null : ResolveLoaded(subtype);
         await gate.WaitAsync();
         try
         {
-            var moving = Entries.Where(e => e.Plugin == from).ToList();
-            var moved = new List<(LunEntry Entry, IHandler OldHandler)>();
+            var moving = Entries.Where(e => e.Plugin == from || e.StackPlugins.Contains(from)).ToList();
+            var moved = new List<(LunEntry Entry, IHandler OldHandler, LoadedPlugin OldPlugin, IReadOnlySet<LoadedPlugin> OldStack)>();
             foreach (var entry in moving)
             {
-                var newHandler = to.Handlers.FirstOrDefault(h => h.Subtype == entry.Handler.Subtype);
-                string? error = newHandler is null ? $"the new version has no '{entry.Handler.Subtype}' handler for LUN {entry.Name}" : null;
+                var (oldHandler, oldPlugin, oldStack) = (entry.Handler, entry.Plugin, entry.StackPlugins);
+                var next = entry.Plugin == from ? Upgraded(entry.Handler.Subtype) : (entry.Handler, entry.Plugin);
+                string? error = next is null ? $"the new version has no '{entry.Handler.Subtype}' handler for LUN {entry.Name}" : null;
                 if (error is null)
                 {
-                    var oldHandler = entry.Handler;
                     try
                     {
-                        await SwapAsync(entry, newHandler!, oldHandler);
-                        moved.Add((entry, oldHandler));
-                        entry.Handler = newHandler!;
-                        entry.Plugin = to;
+                        entry.StackPlugins = await SwapAsync(entry, next!.Value, Upgraded, (oldHandler, oldPlugin), ResolveLoaded);
+                        (entry.Handler, entry.Plugin) = next!.Value;
+                        moved.Add((entry, oldHandler, oldPlugin, oldStack));
                         continue;
                     }
                     catch (Exception e)
@@ -411,11 +495,10 @@ public sealed class LunRegistry : IAsyncDisposable
                         error = $"LUN {entry.Name} did not open with the new version: {e.Message}";
                     }
                 }
-                foreach (var (back, oldHandler) in moved)
+                foreach (var (back, handler, plugin, stack) in moved)
                 {
-                    await SwapAsync(back, oldHandler, back.Handler);
-                    back.Handler = oldHandler;
-                    back.Plugin = from;
+                    await SwapAsync(back, (handler, plugin), ResolveLoaded, (back.Handler, back.Plugin), Upgraded);
+                    (back.Handler, back.Plugin, back.StackPlugins) = (handler, plugin, stack);
                 }
                 return error;
             }
@@ -427,43 +510,26 @@ public sealed class LunRegistry : IAsyncDisposable
         }
     }
 
-    private async Task SwapAsync(LunEntry entry, IHandler next, IHandler fallback)
+    /// <summary>
+    /// Reopens a LUN's whole stack with <paramref name="next"/> on top and <paramref name="resolve"/>
+    /// below; if that fails, with <paramref name="fallback"/> and <paramref name="resolveFallback"/>.
+    /// Returns the plugins the new stack uses.
+    /// </summary>
+    private async Task<IReadOnlySet<LoadedPlugin>> SwapAsync(LunEntry entry, (IHandler Handler, LoadedPlugin Plugin) next, DeviceStack.HandlerResolver resolve,
+        (IHandler Handler, LoadedPlugin Plugin) fallback, DeviceStack.HandlerResolver resolveFallback)
     {
         var config = LunDefinition.SplitCfgstring(entry.Definition.Cfgstring)!.Value.Config;
         var definition = entry.Definition with { Size = entry.SizeBytes, BlockSize = entry.Lun.BlockSize };
+        IReadOnlySet<LoadedPlugin> used = entry.StackPlugins;
         await entry.Lun.SwapDeviceAsync(
-            () => OpenAsync(next, definition, config, entry.StateDirectory, entry.Lun, CancellationToken.None),
-            () => OpenAsync(fallback, definition, config, entry.StateDirectory, entry.Lun, CancellationToken.None));
-    }
-
-    internal async Task<IBlockDevice> OpenNestedAsync(string parent, string parentState, string cfgstring, long size, int blockSize, CancellationToken ct)
-    {
-        if (LunDefinition.SplitCfgstring(cfgstring) is not var (subtype, config))
-            throw new HandlerConfigException($"nested cfgstring '{cfgstring}' has no '/'.");
-        if (!plugins.TryGetHandler(subtype, out var handler, out _))
-            throw new HandlerConfigException(NoHandlerMessage(subtype));
-        if (handler.CheckConfig(config) is { IsValid: false } bad)
-            throw new HandlerConfigException($"nested cfgstring '{cfgstring}': {bad.Reason}");
-        var state = Path.Combine(parentState, "nested", subtype);
-        Directory.CreateDirectory(state);
-        var definition = new LunDefinition(parent, cfgstring) { Size = size, BlockSize = blockSize };
-        return await handler.OpenAsync(new DeviceOpenContext
-        {
-            LunName = parent,
-            Config = config,
-            RequestedSize = size,
-            RequestedBlockSize = blockSize,
-            Logger = handlerLogs.CreateLogger($"handler.{subtype}.{parent}"),
-            StateDirectory = state,
-            Events = new DeviceEventsRelay(),
-            NestedDevices = new NestedOpener(this, parent, state),
-        }, ct);
-    }
-
-    private sealed class NestedOpener(LunRegistry registry, string parent, string state) : INestedDeviceOpener
-    {
-        public async ValueTask<IBlockDevice> OpenAsync(string cfgstring, long size, int blockSize, CancellationToken cancellationToken)
-            => await registry.OpenNestedAsync(parent, state, cfgstring, size, blockSize, cancellationToken);
+            async () =>
+            {
+                var (device, stack) = await OpenStackAsync(next.Handler, next.Plugin, definition, config, entry.StateDirectory, entry.Lun, resolve, CancellationToken.None);
+                used = stack.Plugins;
+                return device;
+            },
+            async () => (await OpenStackAsync(fallback.Handler, fallback.Plugin, definition, config, entry.StateDirectory, entry.Lun, resolveFallback, CancellationToken.None)).Device);
+        return used;
     }
 
     private void TryDeleteDirectory(string path)

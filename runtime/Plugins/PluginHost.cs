@@ -184,6 +184,7 @@ public sealed class PluginHost : IAsyncDisposable
         try
         {
             var assembly = context.LoadMain();
+            CheckSdkVersion(assembly);
             var handlers = Discover(assembly);
             if (handlers.Count == 0)
                 throw new InvalidOperationException($"{Path.GetFileName(main)} has no public IHandler with a parameterless constructor");
@@ -215,6 +216,22 @@ public sealed class PluginHost : IAsyncDisposable
             log.Error("Handler plugin {Plugin} ({Path}) failed to load: {Reason}", name, main, reason);
             return null;
         }
+    }
+
+    /// <summary>The SDK this host provides; a plugin built against a newer one is refused.</summary>
+    public static Version SdkVersion { get; } = typeof(IHandler).Assembly.GetName().Version!;
+
+    /// <summary>
+    /// Refuses a plugin built against a newer SDK than the host's, before any of its types
+    /// load (a missing member would otherwise fail later, at a call, with a bare MissingMethodException).
+    /// </summary>
+    internal static void CheckSdkVersion(Assembly assembly)
+    {
+        var sdkName = typeof(IHandler).Assembly.GetName().Name;
+        var wanted = assembly.GetReferencedAssemblies().FirstOrDefault(a => a.Name == sdkName)?.Version;
+        if (wanted is not null && new Version(wanted.Major, wanted.Minor, Math.Max(0, wanted.Build)) > new Version(SdkVersion.Major, SdkVersion.Minor, Math.Max(0, SdkVersion.Build)))
+            throw new InvalidOperationException($"it was built against {sdkName} {wanted.ToString(3)}, newer than this runtime's {SdkVersion.ToString(3)}; " +
+                $"rebuild it against SDK {SdkVersion.ToString(3)} or upgrade hrt");
     }
 
     private static List<IHandler> Discover(Assembly assembly)

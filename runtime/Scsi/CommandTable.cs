@@ -119,13 +119,15 @@ internal static class CommandTable
         // SANITIZE: byte 1 holds IMMED and AUSE beside the service action. A write for reservations and protection.
         Add("SANITIZE(OVERWRITE)", [0x48, 0xA1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.Overwrite, write, W, sa: 0x01);
         Add("SANITIZE(BLOCK ERASE)", [0x48, 0xA2, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.BlockErase, write, W, sa: 0x02);
+        Add("SANITIZE(CRYPTOGRAPHIC ERASE)", [0x48, 0xA3, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.CryptoErase, write, W, sa: 0x03,
+            available: static l => l.Device.CryptoErase is not null);
         Add("SANITIZE(EXIT FAILURE MODE)", [0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.ExitFailureMode, write, CommandFlags.Writes, sa: 0x1F);
         Add("REPORT TARGET PORT GROUPS", [0xA3, 0x2A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], TargetPortGroupCommands.ReportTargetPortGroups, allowed, sa: 0x0A);
         Add("SET TARGET PORT GROUPS", [0xA4, 0x0A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], TargetPortGroupCommands.SetTargetPortGroups, write, sa: 0x0A);
         Add("REPORT SUPPORTED OPERATION CODES", [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportOperationCodes, allowed, sa: 0x0C);
         Add("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportTaskManagementFunctions, allowed, sa: 0x0D);
         // ---- zoned block commands (ZBC-1 5.2-5.6), only on zoned LUNs ----
-        static bool Zoned(ScsiLun l) => l.Device is IZonedBlockDevice;
+        static bool Zoned(ScsiLun l) => l.Device.Zoned is not null;
         Add("REPORT ZONES", [0x95, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBF, 0], ZonedCommands.ReportZones, read, M, sa: 0x00, available: Zoned);
         Add("CLOSE ZONE", [0x94, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W, sa: 0x01, available: Zoned);
         Add("FINISH ZONE", [0x94, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x01, 0], ZonedCommands.ManageZone, write, W, sa: 0x02, available: Zoned);

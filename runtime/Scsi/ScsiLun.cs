@@ -1,3 +1,4 @@
+using HandlerRuntime.Devices;
 using HandlerRuntime.Scsi.Reservations;
 using HandlerRuntime.Sdk;
 using Serilog;
@@ -16,6 +17,7 @@ public sealed partial class ScsiLun : IDeviceEvents
     public const int MaxTransferBytes = 32 << 20;
 
     private readonly TaskSet taskSet;
+    private readonly FailureLog storeFailures = new();
     private int readyState; // 0 ready, 1 transitioning (connection lost), 2 lock lost
 
     /// <param name="identity">Names the LU shows initiators.</param>
@@ -72,13 +74,15 @@ public sealed partial class ScsiLun : IDeviceEvents
 
     internal ILogger Log { get; }
 
-    internal IBlockDevice Device { get; private set; } = null!;
+    /// <summary>The handler's device, behind the adapter that every call to it goes through.</summary>
+    internal DeviceAdapter Device { get; private set; } = null!;
 
-    internal IScsiCommandHandler? Hook { get; private set; }
+    internal IScsiCommandHandler? Hook => Device.CommandHook;
 
-    internal DeviceGeometry Geometry { get; private set; } = null!;
+    internal DeviceGeometry Geometry => Device.Geometry;
 
-    internal DeviceCapabilities Capabilities { get; private set; }
+    /// <summary>What the device itself declared (the adapter emulates FUA and write zeroes beyond it).</summary>
+    internal DeviceCapabilities Capabilities => Device.Native;
 
     internal ModeState Mode { get; }
 
@@ -180,8 +184,17 @@ public sealed partial class ScsiLun : IDeviceEvents
                 task.Status = ScsiStatus.TaskAborted;
                 break;
             default:
-                Log.Error(error, "LUN {Lun}: {Command} failed in the handler; answering HARDWARE ERROR", Name, CommandDispatcher.NameOf(task.CdbSpan));
-                Fail(task, Sense.InternalTargetFailure);
+                var writes = task.Command is { } c && (c.Flags & CommandFlags.Writes) != 0;
+                if (DeviceErrors.ToScsi(error, writes) is { } mapped)
+                {
+                    storeFailures.Report(Log, Name, CommandDispatcher.NameOf(task.CdbSpan), mapped);
+                    Fail(task, mapped);
+                }
+                else
+                {
+                    Log.Error(error, "LUN {Lun}: {Command} failed in the handler; answering HARDWARE ERROR", Name, CommandDispatcher.NameOf(task.CdbSpan));
+                    Fail(task, Sense.InternalTargetFailure);
+                }
                 break;
         }
         taskSet.Leave(task);
@@ -222,11 +235,8 @@ public sealed partial class ScsiLun : IDeviceEvents
     /// <summary>Attaches a (re)opened device; call while quiesced or before first use.</summary>
     internal void AttachDevice(IBlockDevice device)
     {
-        Device = device;
-        Hook = device as IScsiCommandHandler;
-        Geometry = device.Geometry;
-        Capabilities = device.Capabilities;
-        taskSet.MaxConcurrent = device.ThreadModel == ThreadModel.Parallel ? int.MaxValue : 1;
+        Device = device as DeviceAdapter ?? new DeviceAdapter(device);
+        taskSet.MaxConcurrent = Device.ThreadModel == ThreadModel.Parallel ? int.MaxValue : 1;
     }
 
     /// <summary>
@@ -240,8 +250,7 @@ public sealed partial class ScsiLun : IDeviceEvents
         try
         {
             var oldSize = Geometry.SizeBytes;
-            if ((Capabilities & DeviceCapabilities.Flush) != 0)
-                await Device.FlushAsync(CancellationToken.None);
+            await Device.FlushAsync(CancellationToken.None);
             await Device.DisposeAsync();
             try
             {
@@ -270,7 +279,6 @@ public sealed partial class ScsiLun : IDeviceEvents
         try
         {
             await Device.ResizeAsync(newSizeBytes, ct);
-            Geometry = Device.Geometry;
         }
         finally
         {
@@ -337,7 +345,7 @@ public sealed partial class ScsiLun : IDeviceEvents
 
     void IDeviceEvents.Resized(long newSizeBytes)
     {
-        Geometry = Device.Geometry;
+        Device.RefreshGeometry();
         Log.Information("LUN {Lun}: the handler reports a new size of {Size} bytes", Name, newSizeBytes);
         UnitAttentions.EstablishForAll(Sense.CapacityDataChanged);
     }

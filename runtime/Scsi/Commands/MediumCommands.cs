@@ -61,32 +61,16 @@ internal static class MediumCommands
     }
 
     /// <summary>
-    /// Writes with FUA when asked or when the write cache is off; a device without native
-    /// FUA gets a flush after the write, so GOOD always means what the initiator asked.
+    /// Writes with FUA when asked or when the write cache is off, so GOOD always means what the
+    /// initiator asked (the device adapter emulates FUA where the device has none).
     /// </summary>
     public static ValueTask WriteDurably(ScsiLun lun, long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
-    {
-        var caps = lun.Capabilities;
-        var durable = fua || !lun.Mode.WriteCacheEnabled;
-        if (!durable || (caps & DeviceCapabilities.Flush) == 0)
-            return lun.Device.WriteAsync(offset, data, WriteFlags.None, ct);
-        if ((caps & DeviceCapabilities.Fua) != 0)
-            return lun.Device.WriteAsync(offset, data, WriteFlags.Fua, ct);
-        return WriteThenFlushAsync(lun.Device, offset, data, ct);
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private static async ValueTask WriteThenFlushAsync(IBlockDevice device, long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
-    {
-        await device.WriteAsync(offset, data, WriteFlags.None, ct);
-        await device.FlushAsync(ct);
-    }
+        => lun.Device.WriteAsync(offset, data, fua || !lun.Mode.WriteCacheEnabled ? WriteFlags.Fua : WriteFlags.None, ct);
 
     /// <summary>PRE-FETCH: nothing is cached in the runtime, so the blocks never "fit" and the answer is GOOD (SBC-3 5.9).</summary>
     public static ValueTask PreFetch(ScsiLun lun, ScsiTask task) => default;
 
-    public static ValueTask SynchronizeCache(ScsiLun lun, ScsiTask task)
-        => (lun.Capabilities & DeviceCapabilities.Flush) != 0 ? lun.Device.FlushAsync(task.AbortToken) : default;
+    public static ValueTask SynchronizeCache(ScsiLun lun, ScsiTask task) => lun.Device.FlushAsync(task.AbortToken);
 
     /// <summary>VERIFY: BYTCHK 00b checks the range only, 01b compares the data-out, 11b compares one block against each.</summary>
     public static ValueTask Verify(ScsiLun lun, ScsiTask task)
@@ -155,37 +139,15 @@ internal static class MediumCommands
         var pattern = ndob ? ReadOnlyMemory<byte>.Empty : task.DataOutBuffer!.Memory[..bs];
         var offset = (long)task.Lba * bs;
         var length = (long)blocks * bs;
-        var caps = lun.Capabilities;
+        var durable = !lun.Mode.WriteCacheEnabled;
 
         // UNMAP=1 deallocates whatever the data says (as LIO and libiscsi read SBC-3 5.43);
         // with LBPRZ the range then reads back as zeros.
         if (unmap)
             return lun.Device.UnmapAsync(offset, length, task.AbortToken);
-        if ((ndob || !pattern.Span.ContainsAnyExcept((byte)0)) && (caps & DeviceCapabilities.WriteZeroes) != 0)
-            return lun.Device.WriteZeroesAsync(offset, length, lun.Mode.WriteCacheEnabled ? ZeroFlags.None : ZeroFlags.Fua, task.AbortToken);
-        return WritePatternAsync(lun, offset, length, pattern, bs, task.AbortToken);
-    }
-
-    /// <summary>Writes <paramref name="pattern"/> (one block, or zeros when empty) over a range, a chunk at a time.</summary>
-    public static async ValueTask WritePatternAsync(ScsiLun lun, long offset, long length, ReadOnlyMemory<byte> pattern, int blockSize, CancellationToken ct)
-    {
-        using var buffer = BufferPool.Shared.Rent((int)Math.Min(length, ChunkBytes));
-        Fill(buffer.Span, pattern.Span, blockSize);
-        for (long done = 0; done < length;)
-        {
-            var n = (int)Math.Min(length - done, buffer.Length);
-            await WriteDurably(lun, offset + done, buffer.Memory[..n], fua: false, ct);
-            done += n;
-        }
-    }
-
-    private static void Fill(Span<byte> span, ReadOnlySpan<byte> pattern, int blockSize)
-    {
-        if (pattern.IsEmpty)
-            span.Clear();
-        else
-            for (var at = 0; at < span.Length; at += blockSize)
-                pattern.CopyTo(span[at..]);
+        if (ndob || !pattern.Span.ContainsAnyExcept((byte)0))
+            return lun.Device.WriteZeroesAsync(offset, length, durable ? ZeroFlags.Fua : ZeroFlags.None, task.AbortToken);
+        return lun.Device.WritePatternAsync(offset, length, pattern, durable, task.AbortToken);
     }
 
     /// <summary>UNMAP: every descriptor is checked before any range is deallocated.</summary>

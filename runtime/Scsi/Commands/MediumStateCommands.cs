@@ -20,7 +20,7 @@ internal static class MediumStateCommands
         if (!lun.Medium.Removable)
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(4, 1)); // nothing to eject
         // Ejecting writes back what the cache holds first, unless told not to.
-        if (!start && !noFlush && lun.Medium.Loaded && (lun.Capabilities & DeviceCapabilities.Flush) != 0)
+        if (!start && !noFlush && lun.Medium.Loaded)
             await lun.Device.FlushAsync(task.AbortToken);
         lun.Medium.LoadOrEject(start);
     }

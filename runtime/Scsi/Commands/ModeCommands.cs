@@ -197,7 +197,7 @@ internal static class ModeCommands
         }
 
         // Turning the cache off must not leave earlier acknowledged writes volatile.
-        if (wce == false && lun.Mode.WriteCacheEnabled && (lun.Capabilities & DeviceCapabilities.Flush) != 0)
+        if (wce == false && lun.Mode.WriteCacheEnabled && lun.Device.Has(DeviceCapabilities.Flush))
             return FlushThenApplyAsync(lun, task, wce, dsense, swp);
         Apply(lun, task.Nexus, wce, dsense, swp);
         return default;

@@ -17,12 +17,12 @@ internal static class ProvisioningCommands
         DataIn.Begin(task, 8 + 16 * room);
         var data = task.DataInBuffer!.Memory;
         var n = 0;
-        var status = lun.Device as IProvisioningStatus;
+        var status = lun.Device.Provisioning;
         while (n < room && lba < count)
         {
             bool mapped;
             long blocks;
-            if (status is null || (lun.Capabilities & DeviceCapabilities.Unmap) == 0)
+            if (status is null)
             {
                 (mapped, blocks) = (true, count - lba); // fully provisioned, or no way to tell: everything is mapped
             }

@@ -18,19 +18,19 @@ internal static class ZonedCommands
 
     /// <summary>PERIPHERAL DEVICE TYPE: 14h for a host-managed zoned device, 00h otherwise (host-aware devices are direct access).</summary>
     public static byte PeripheralDeviceType(ScsiLun lun)
-        => lun.Device is IZonedBlockDevice { ZonedCharacteristics.Model: ZoneModel.HostManaged } ? HostManagedDeviceType : (byte)0x00;
+        => lun.Device.Zoned is { ZonedCharacteristics.Model: ZoneModel.HostManaged } ? HostManagedDeviceType : (byte)0x00;
 
     /// <summary>VPD B1h byte 8: the ZONED field (bits 5-4), 01b for host-aware; host-managed devices say so by their device type.</summary>
     public static byte BlockDeviceCharacteristicsZonedField(ScsiLun lun)
-        => lun.Device is IZonedBlockDevice { ZonedCharacteristics.Model: ZoneModel.HostAware } ? (byte)0x10 : (byte)0x00;
+        => lun.Device.Zoned is { ZonedCharacteristics.Model: ZoneModel.HostAware } ? (byte)0x10 : (byte)0x00;
 
     /// <summary>READ CAPACITY(16) byte 12: RC BASIS (bits 5-4) 01b, the returned capacity is the whole device's.</summary>
-    public static byte ReadCapacityBasis(ScsiLun lun) => lun.Device is IZonedBlockDevice ? (byte)0x10 : (byte)0x00;
+    public static byte ReadCapacityBasis(ScsiLun lun) => lun.Device.Zoned is not null ? (byte)0x10 : (byte)0x00;
 
     /// <summary>Appends B6h to the supported VPD page list of a zoned LU; returns the bytes added.</summary>
     public static int AppendSupportedVpdPages(ScsiLun lun, Span<byte> d)
     {
-        if (lun.Device is not IZonedBlockDevice)
+        if (lun.Device.Zoned is null)
             return 0;
         d[0] = 0xB6;
         return 1;
@@ -39,7 +39,7 @@ internal static class ZonedCommands
     /// <summary>VPD B6h, zoned block device characteristics (ZBC 6.5.2).</summary>
     public static int ZonedCharacteristicsPage(ScsiLun lun, Span<byte> d)
     {
-        if (lun.Device is not IZonedBlockDevice zoned)
+        if (lun.Device.Zoned is not { } zoned)
             throw new ScsiException(Sense.InvalidFieldInCdb.WithFieldPointer(2));
         var c = zoned.ZonedCharacteristics;
         d[1] = 0xB6;
@@ -162,5 +162,5 @@ internal static class ZonedCommands
 
     // The dispatcher routes ZBC commands only to zoned LUNs; this guards the executors.
     private static IZonedBlockDevice Zoned(ScsiLun lun)
-        => lun.Device as IZonedBlockDevice ?? throw new ScsiException(Sense.InvalidOpcode);
+        => lun.Device.Zoned ?? throw new ScsiException(Sense.InvalidOpcode);
 }

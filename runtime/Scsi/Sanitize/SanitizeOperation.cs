@@ -91,12 +91,21 @@ internal sealed class SanitizeOperation
         try
         {
             await lun.WaitForOtherCommandsAsync(command);
-            if (request.Kind == SanitizeKind.BlockErase)
-                await EraseAsync();
-            else
-                await OverwriteAsync(request);
-            if ((lun.Capabilities & DeviceCapabilities.Flush) != 0)
-                await lun.Device.FlushAsync(CancellationToken.None);
+            switch (request.Kind)
+            {
+                case SanitizeKind.BlockErase:
+                    await EraseAsync();
+                    break;
+                case SanitizeKind.CryptoErase:
+                    // The data stays where it is, unreadable: only its key is replaced.
+                    await lun.Device.CryptoErase!.ChangeKeyAsync(CancellationToken.None);
+                    Volatile.Write(ref progress, 65535);
+                    break;
+                default:
+                    await OverwriteAsync(request);
+                    break;
+            }
+            await lun.Device.FlushAsync(CancellationToken.None);
             DeleteMarker();
             lun.Log.Information("LUN {Lun}: {Kind} sanitize finished in {Seconds:F1} s", lun.Name, request.Kind, started.Elapsed.TotalSeconds);
         }
@@ -111,13 +120,12 @@ internal sealed class SanitizeOperation
     private async Task EraseAsync()
     {
         var size = lun.Geometry.SizeBytes;
-        var caps = lun.Capabilities;
-        if ((caps & DeviceCapabilities.Unmap) != 0 && (caps & DeviceCapabilities.UnmapReadsZeroes) != 0)
+        if (lun.Device.Has(DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes))
             await lun.Device.UnmapAsync(0, size, CancellationToken.None);
-        else if ((caps & DeviceCapabilities.WriteZeroes) != 0)
+        else if (lun.Device.Has(DeviceCapabilities.WriteZeroes))
             await lun.Device.WriteZeroesAsync(0, size, ZeroFlags.MayUnmap, CancellationToken.None);
         else
-            await OverwriteAsync(new SanitizeRequest(SanitizeKind.Overwrite, [0], false, 1));
+            await OverwriteAsync(new SanitizeRequest(SanitizeKind.Overwrite, [0], false, 1)); // zeros written at the paced rate
         Volatile.Write(ref progress, 65535);
     }
 
