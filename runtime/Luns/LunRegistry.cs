@@ -249,9 +249,15 @@ public sealed class LunRegistry : IAsyncDisposable
         lock (claims)
             if (claims.TryGetValue(key, out var holder))
                 return (holder, true);
+        return DirectUser(key, exceptLun) is { } lun ? (lun, false) : null;
+    }
+
+    /// <summary>The LUN whose top device is opened from <paramref name="key"/>'s store, if any.</summary>
+    private string? DirectUser(string key, string? exceptLun = null)
+    {
         foreach (var e in Entries)
             if (e.Name != exceptLun && LunDefinition.SplitCfgstring(e.Definition.Cfgstring) is var (subtype, config) && ResourceKeyOf(e.Handler, subtype, config) == key)
-                return ($"LUN {e.Name}", false);
+                return $"LUN {e.Name}";
         return null;
     }
 
@@ -264,10 +270,10 @@ public sealed class LunRegistry : IAsyncDisposable
                 return owner;
             claims[key] = holder; // reserved first, so two stacks opening at once cannot both get it
         }
-        if (ClaimHolder(key) is { Nested: false } user)
+        if (DirectUser(key) is { } user)
         {
             Release(key, holder);
-            return user.Who;
+            return user;
         }
         return null;
     }

@@ -6,7 +6,9 @@ namespace HandlerRuntime.Tests.Fixtures;
 
 /// <summary>
 /// <c>versioned//&lt;path&gt;</c>: a file-backed disk whose build version is visible to
-/// tests: in <c>hrt status</c> (IHasStatus) and as the answer to vendor opcode C1h.
+/// tests: in <c>hrt status</c> (IHasStatus, with the state directory and read-only setting
+/// it was opened with) and as the answer to vendor opcode C1h. Vendor opcode C2h grows it
+/// by 1 MiB and reports the new size as a device event.
 /// </summary>
 public sealed class VersionedHandler : IHandler
 {
@@ -26,13 +28,13 @@ public sealed class VersionedHandler : IHandler
         var stream = new FileStream(context.Config, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite, 1, FileOptions.None);
         if (stream.Length < size)
             stream.SetLength(size);
-        return ValueTask.FromResult<IBlockDevice>(new Device(stream, size));
+        return ValueTask.FromResult<IBlockDevice>(new Device(stream, size, context));
     }
 
-    private sealed class Device(FileStream file, long size) : IBlockDevice, IScsiCommandHandler, IHasStatus
+    private sealed class Device(FileStream file, long size, DeviceOpenContext context) : IBlockDevice, IScsiCommandHandler, IHasStatus
     {
-        public DeviceGeometry Geometry { get; } = DeviceGeometry.FromSize(size, 512);
-        public DeviceCapabilities Capabilities => DeviceCapabilities.Write | DeviceCapabilities.Flush;
+        public DeviceGeometry Geometry { get; private set; } = DeviceGeometry.FromSize(size, 512);
+        public DeviceCapabilities Capabilities => context.ReadOnly ? DeviceCapabilities.Flush : DeviceCapabilities.Write | DeviceCapabilities.Flush;
         public ThreadModel ThreadModel => ThreadModel.Parallel;
 
         public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
@@ -49,13 +51,21 @@ public sealed class VersionedHandler : IHandler
 
         public ValueTask<ScsiCommandOutcome> HandleCommandAsync(IScsiCommand command, CancellationToken cancellationToken)
         {
+            if (command.Cdb.Span[0] == 0xC2)
+            {
+                var grown = Geometry.SizeBytes + (1 << 20);
+                file.SetLength(grown);
+                Geometry = DeviceGeometry.FromSize(grown, 512);
+                context.Events.Resized(grown);
+                return ValueTask.FromResult(ScsiCommandOutcome.Good(0));
+            }
             if (command.Cdb.Span[0] != 0xC1)
                 return ValueTask.FromResult(ScsiCommandOutcome.NotHandled);
             var n = System.Text.Encoding.ASCII.GetBytes(BuildVersion, command.DataIn.Span);
             return ValueTask.FromResult(ScsiCommandOutcome.Good(n));
         }
 
-        public JsonObject GetStatus() => new() { ["version"] = BuildVersion };
+        public JsonObject GetStatus() => new() { ["version"] = BuildVersion, ["stateDirectory"] = context.StateDirectory, ["readOnly"] = context.ReadOnly };
 
         public ValueTask DisposeAsync() => file.DisposeAsync();
     }

@@ -13,48 +13,20 @@ namespace HandlerRuntime.Tests.Plugins;
 /// </summary>
 public sealed class HotPluginTests : IAsyncLifetime
 {
-    private readonly TempDir dir = new("hrt-plugins");
-    private readonly CollectingSink logs = new();
-    private PluginHost host = null!;
-    private LunRegistry registry = null!;
-    private TargetRegistry targets = null!;
+    private readonly PluginRig rig = new("hrt-plugins");
+    private PluginHost host => rig.Host;
+    private LunRegistry registry => rig.Registry;
+    private CollectingSink logs => rig.Logs;
+    private TempDir dir => rig.Dir;
+    private string HandlerPath => rig.HandlerPath;
 
-    private string HandlerPath => dir.File("handlers");
+    public Task InitializeAsync() => Task.CompletedTask;
 
-    public Task InitializeAsync()
-    {
-        Directory.CreateDirectory(HandlerPath);
-        var log = logs.Logger();
-        targets = new TargetRegistry();
-        host = new PluginHost(HandlerPath, log);
-        registry = new LunRegistry(host, targets, dir.File("state"), log, new SerilogLoggerFactory(log));
-        return Task.CompletedTask;
-    }
+    public async Task DisposeAsync() => await rig.DisposeAsync();
 
-    public async Task DisposeAsync()
-    {
-        await registry.DisposeAsync();
-        await host.DisposeAsync();
-        dir.Dispose();
-    }
+    private static Task<string> VersionServingAsync(ScsiTarget target, ItNexus nexus) => PluginRig.VersionServingAsync(target, nexus);
 
-    private async Task<string> VersionServingAsync(ScsiTarget target, ItNexus nexus)
-    {
-        var r = await ScsiHarness.RunOnAsync(target, nexus, [0xC1, 0, 0, 0, 0, 0], allocation: 64);
-        Assert.True(r.Good, r.ToString());
-        return Encoding.ASCII.GetString(r.DataIn);
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<string> describe)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-                Assert.Fail($"condition not met within {timeout}: {describe()}");
-            await Task.Delay(50);
-        }
-    }
+    private static Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<string> describe) => PluginRig.WaitUntilAsync(condition, timeout, describe);
 
     [Fact]
     public async Task A_plugin_folder_dropped_in_while_running_is_usable_within_5_seconds()
@@ -180,10 +152,5 @@ public sealed class HotPluginTests : IAsyncLifetime
         File.Move(img + ".moved", img);
     }
 
-    private static async Task ClearUaAsync(ScsiTarget target, ItNexus nexus)
-    {
-        for (var i = 0; i < 8; i++)
-            if ((await ScsiHarness.RunOnAsync(target, nexus, Cdbs.TestUnitReady())).Good)
-                return;
-    }
+    private static Task ClearUaAsync(ScsiTarget target, ItNexus nexus) => PluginRig.ClearUnitAttentionsAsync(target, nexus);
 }

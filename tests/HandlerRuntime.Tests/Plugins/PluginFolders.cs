@@ -5,6 +5,9 @@ internal static class PluginFolders
 {
     public static string V1 => Path.Combine(AppContext.BaseDirectory, "plugins", "v1.0.0", "VersionedHandler");
     public static string V2 => Path.Combine(AppContext.BaseDirectory, "plugins", "v2.0.0", "VersionedHandler");
+    public static string Stacking => Path.Combine(AppContext.BaseDirectory, "plugins", "stacking", "StackingHandler");
+    /// <summary>The versioned fixture built against an SDK 99.0.0.</summary>
+    public static string NextSdk => Path.Combine(AppContext.BaseDirectory, "plugins", "next-sdk", "VersionedHandler");
 
     /// <summary>Copies a plugin build into <paramref name="handlerPath"/>/<paramref name="folderName"/>, replacing what is there.</summary>
     public static void Install(string build, string handlerPath, string folderName = "VersionedHandler")
@@ -14,7 +17,7 @@ internal static class PluginFolders
         foreach (var file in Directory.EnumerateFiles(build))
         {
             var name = Path.GetFileName(file);
-            if (folderName != "VersionedHandler")
+            if (folderName != Path.GetFileName(build))
                 name = name.Replace("HandlerRuntime.Tests.VersionedHandler", folderName);
             File.Copy(file, Path.Combine(dest, name), overwrite: true);
         }
