@@ -7,7 +7,7 @@ namespace HandlerRuntime.Luns;
 /// yet while the device opens, so events are relayed once it is attached; until then
 /// the last state is kept and replayed.
 /// </summary>
-internal sealed class DeviceEventsRelay : IDeviceEvents
+internal sealed class DeviceEventsRelay : IDeviceEvents, IAccessStateEvents
 {
     private readonly object gate = new();
     private IDeviceEvents? target;
@@ -38,4 +38,5 @@ internal sealed class DeviceEventsRelay : IDeviceEvents
     public void ConnectionRestored() => Send(t => t.ConnectionRestored());
     public void LockLost(string reason) => Send(t => t.LockLost(reason));
     public void Resized(long newSizeBytes) => Send(t => t.Resized(newSizeBytes));
+    public void AccessStateChanged(DeviceAccessState state, string reason) => Send(t => (t as IAccessStateEvents)?.AccessStateChanged(state, reason));
 }
