@@ -253,11 +253,27 @@ internal sealed partial class RbdDevice : IBlockDevice, IScsiCommandHandler, IPr
         }
         var result = await pending;
         if (result.Return == -Errno.EILSEQ)
-            return ScsiCommandOutcome.CheckCondition(Sense.Miscompare(result.MismatchOffset - (ulong)offset));
+            return ScsiCommandOutcome.CheckCondition(Sense.Miscompare(await MiscompareOffsetAsync(offset, data, result.MismatchOffset)));
         Check(result.Return, s, write: true);
         if (fua)
             await FlushAsync(CancellationToken.None);
         return ScsiCommandOutcome.Good();
+    }
+
+    /// <summary>
+    /// The offset of the first byte that differed, for the sense's INFORMATION field. librbd 16
+    /// reports the start of the compared range rather than the byte, so the range is read back and
+    /// compared here; if another write changed it meanwhile, librbd's offset is what is left.
+    /// </summary>
+    private async ValueTask<ulong> MiscompareOffsetAsync(long offset, ReadOnlyMemory<byte> data, ulong reported)
+    {
+        var half = data.Length / 2;
+        var current = new byte[half]; // a miscompare is the exception: no pooling for it
+        var s = session;
+        var op = ops.Rent();
+        var read = await op.Read(s.Image, offset, current);
+        var same = read.Return >= 0 ? current.AsSpan().CommonPrefixLength(data.Span[..half]) : half;
+        return same < half ? (ulong)same : reported >= (ulong)offset ? reported - (ulong)offset : 0;
     }
 
     // ---- resize and the image watch ----

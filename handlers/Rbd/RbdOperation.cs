@@ -42,13 +42,17 @@ internal sealed unsafe class RbdOperation : IValueTaskSource<RbdResult>
     public ValueTask<RbdResult> Read(ImageHandle image, long offset, Memory<byte> destination)
     {
         var buffer = Begin(image, destination);
-        return Submit(Librbd.rbd_aio_read(image.DangerousGetHandle(), (ulong)offset, (nuint)destination.Length, buffer, Completion()));
+        if (Completion() is not (var c and not 0))
+            return NoCompletion();
+        return Submitted(Librbd.rbd_aio_read(image.DangerousGetHandle(), (ulong)offset, (nuint)destination.Length, buffer, c), c);
     }
 
     public ValueTask<RbdResult> Write(ImageHandle image, long offset, ReadOnlyMemory<byte> source)
     {
         var buffer = Begin(image, MemoryMarshal.AsMemory(source));
-        return Submit(Librbd.rbd_aio_write(image.DangerousGetHandle(), (ulong)offset, (nuint)source.Length, buffer, Completion()));
+        if (Completion() is not (var c and not 0))
+            return NoCompletion();
+        return Submitted(Librbd.rbd_aio_write(image.DangerousGetHandle(), (ulong)offset, (nuint)source.Length, buffer, c), c);
     }
 
     /// <summary>Compares <paramref name="compareThenWrite"/>'s first half with the image, and if equal writes its second half, atomically on the OSD.</summary>
@@ -57,27 +61,34 @@ internal sealed unsafe class RbdOperation : IValueTaskSource<RbdResult>
         var half = compareThenWrite.Length / 2;
         var buffer = Begin(image, MemoryMarshal.AsMemory(compareThenWrite));
         *mismatch = 0;
-        var c = Completion();
-        return Submit((int)Librbd.rbd_aio_compare_and_write(image.DangerousGetHandle(), (ulong)offset, (nuint)half, buffer, buffer + half, c, mismatch, 0));
+        if (Completion() is not (var c and not 0))
+            return NoCompletion();
+        return Submitted((int)Librbd.rbd_aio_compare_and_write(image.DangerousGetHandle(), (ulong)offset, (nuint)half, buffer, buffer + half, c, mismatch, 0), c);
     }
 
     public ValueTask<RbdResult> Flush(ImageHandle image)
     {
         Begin(image, default);
-        return Submit(Librbd.rbd_aio_flush(image.DangerousGetHandle(), Completion()));
+        if (Completion() is not (var c and not 0))
+            return NoCompletion();
+        return Submitted(Librbd.rbd_aio_flush(image.DangerousGetHandle(), c), c);
     }
 
     public ValueTask<RbdResult> Discard(ImageHandle image, long offset, long length)
     {
         Begin(image, default);
-        return Submit(Librbd.rbd_aio_discard(image.DangerousGetHandle(), (ulong)offset, (ulong)length, Completion()));
+        if (Completion() is not (var c and not 0))
+            return NoCompletion();
+        return Submitted(Librbd.rbd_aio_discard(image.DangerousGetHandle(), (ulong)offset, (ulong)length, c), c);
     }
 
     public ValueTask<RbdResult> WriteZeroes(ImageHandle image, long offset, long length, bool keepAllocated)
     {
         Begin(image, default);
-        return Submit(Librbd.rbd_aio_write_zeroes(image.DangerousGetHandle(), (ulong)offset, (nuint)length, Completion(),
-            keepAllocated ? Librbd.WriteZeroesThickProvision : 0, 0));
+        if (Completion() is not (var c and not 0))
+            return NoCompletion();
+        return Submitted(Librbd.rbd_aio_write_zeroes(image.DangerousGetHandle(), (ulong)offset, (nuint)length, c,
+            keepAllocated ? Librbd.WriteZeroesThickProvision : 0, 0), c);
     }
 
     private byte* Begin(ImageHandle image, Memory<byte> buffer)
@@ -89,24 +100,26 @@ internal sealed unsafe class RbdOperation : IValueTaskSource<RbdResult>
         return (byte*)pin.Pointer;
     }
 
-    private nint completion;
-
     private nint Completion()
-    {
-        var r = Librbd.rbd_aio_create_completion(GCHandle.ToIntPtr(self), &OnComplete, out completion);
-        if (r < 0)
-            completion = 0;
-        return completion;
-    }
+        => Librbd.rbd_aio_create_completion(GCHandle.ToIntPtr(self), &OnComplete, out var c) < 0 ? 0 : c;
 
-    private ValueTask<RbdResult> Submit(int submitted)
+    private ValueTask<RbdResult> NoCompletion()
     {
         var token = core.Version;
-        if (completion == 0)
-            Finish(-Errno.ENOMEM); // no completion could be made: nothing was queued
-        else if (submitted < 0)
+        Finish(-Errno.ENOMEM); // nothing was queued
+        return new ValueTask<RbdResult>(this, token);
+    }
+
+    /// <summary>
+    /// The operation was handed to librbd (or refused). Its callback may already have run on another
+    /// thread, so nothing of this object is read after a successful submission but the token.
+    /// </summary>
+    private ValueTask<RbdResult> Submitted(int submitted, nint c)
+    {
+        var token = core.Version;
+        if (submitted < 0)
         {
-            Librbd.rbd_aio_release(completion); // refused at submission: the callback never runs
+            Librbd.rbd_aio_release(c); // refused at submission: the callback never runs
             Finish(submitted);
         }
         return new ValueTask<RbdResult>(this, token);
@@ -136,7 +149,6 @@ internal sealed unsafe class RbdOperation : IValueTaskSource<RbdResult>
         pin = default;
         var held = image;
         image = null;
-        completion = 0;
         held?.DangerousRelease();
         core.SetResult(result);
     }
