@@ -317,9 +317,10 @@ internal sealed partial class RbdDevice : IBlockDevice, IScsiCommandHandler, IPr
     public ValueTask<(bool Mapped, long Length)> GetExtentAsync(long offset, long maxLength, CancellationToken cancellationToken)
     {
         var s = session;
-        // rbd_diff_iterate2 lists the allocated extents of each object in the range, one object
-        // request at a time; bound the range so one answer stays quick on a big, sparse image.
-        var length = Math.Min(maxLength, 64 * s.ObjectSize);
+        // rbd_diff_iterate2 asks the OSD for each object's allocated extents, one request per object:
+        // answer for the object holding the offset only, so one descriptor costs one round trip
+        // (qemu's iSCSI driver asks before reads of ranges it has not seen allocated).
+        var length = Math.Min(maxLength, s.ObjectSize - offset % s.ObjectSize);
         return new(Task.Run(() => AllocationMap.Extent(s.Image, offset, length), cancellationToken));
     }
 
