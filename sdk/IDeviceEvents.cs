@@ -18,4 +18,12 @@ public interface IDeviceEvents
 
     /// <summary>The device changed size on its own (for example the remote export grew); initiators get CAPACITY DATA HAS CHANGED.</summary>
     void Resized(long newSizeBytes);
+
+    /// <summary>
+    /// For a store that arbitrates between gateways by itself (an exclusive lock on a shared
+    /// image, a replication role): puts the LU in <paramref name="state"/> as an implicit ALUA
+    /// transition. Every other I_T nexus gets a unit attention (2Ah/06h) and REPORT TARGET PORT
+    /// GROUPS reports the new state; <paramref name="reason"/> is logged.
+    /// </summary>
+    void AccessStateChanged(DeviceAccessState state, string reason);
 }

@@ -21,6 +21,19 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 
+# The rbd tests' Ceph cluster: ceph-mini's own installer apt-installs Ceph 16 (mon, mgr, osd,
+# librbd); the tests bring the cluster up and down themselves and skip, saying why, without it.
+ceph_mini=${CEPH_MINI_TOOLS:-}
+for t in ../shared/tools/ceph-mini ../../shared/tools/ceph-mini /work/shared/tools/ceph-mini; do
+  if [ -z "$ceph_mini" ] && [ -x "$t/ceph-mini-install" ]; then ceph_mini=$(cd "$t" && pwd); fi
+done
+if [ -n "$ceph_mini" ]; then
+  export CEPH_MINI_TOOLS=$ceph_mini
+  "$ceph_mini/ceph-mini-install" || echo "tests/run.sh: ceph-mini-install failed; the rbd tests will skip and say why"
+else
+  echo "tests/run.sh: ceph-mini not found (set CEPH_MINI_TOOLS); the rbd tests will skip and say why"
+fi
+
 if ! command -v dotnet >/dev/null; then
   echo "tests/run.sh: the .NET 10 SDK is required (https://dot.net/download)" >&2
   exit 2

@@ -38,13 +38,14 @@ public static class CliApp
             return 0;
         }));
         var cfg = new Argument<string>("cfgstring") { Description = "<subtype>/<handler config>, e.g. file//var/lib/hrt/disk0.img" };
+        var reach = new Option<bool>("--reach") { Description = "Also check that the store answers (for handlers of remote stores, e.g. rbd); gives up after a few seconds" };
         root.Add(Verb("check-config", "Validate a cfgstring with its handler, without opening anything", async (c, r) =>
         {
-            var (check, json) = await c.SendRawAsync<CheckConfigDto>(HttpMethod.Post, "v1/check-config", new CheckConfigRequest(r.GetValue(cfg)!));
+            var (check, json) = await c.SendRawAsync<CheckConfigDto>(HttpMethod.Post, "v1/check-config", new CheckConfigRequest(r.GetValue(cfg)!, r.GetValue(reach)));
             if (!Print(r, json))
                 Console.WriteLine(check.Valid ? $"{check.Cfgstring}: valid" : $"{check.Cfgstring}: {check.Reason}");
             return check.Valid ? 0 : 1;
-        }, cfg));
+        }, cfg, reach));
         root.Add(LunCommand());
         root.Add(Verb("ls", "Show targets, their LUNs and live sessions", async (c, r) =>
         {

@@ -18,7 +18,8 @@ public sealed record LunStatusDto(string Lun, System.Text.Json.Nodes.JsonObject 
 
 public sealed record HandlerDto(string Subtype, string Plugin, string Version, string Folder, string ConfigHelp);
 
-public sealed record CheckConfigRequest(string Cfgstring);
+/// <param name="Reach">Also ask the handler whether the store answers (handlers with <see cref="Sdk.IReachabilityCheck"/>).</param>
+public sealed record CheckConfigRequest(string Cfgstring, bool Reach = false);
 
 public sealed record CheckConfigDto(string Cfgstring, bool Valid, string? Reason);
 

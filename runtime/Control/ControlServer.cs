@@ -63,9 +63,11 @@ public sealed partial class ControlServer : IAsyncDisposable
     {
         app.MapGet("/v1/status", () => Results.Ok(d.Status()));
         app.MapGet("/v1/handlers", () => Results.Ok(d.Handlers()));
-        app.MapPost("/v1/check-config", (CheckConfigRequest r) =>
+        app.MapPost("/v1/check-config", async (CheckConfigRequest r, CancellationToken ct) =>
         {
             var check = d.Luns.CheckConfig(r.Cfgstring ?? "");
+            if (check.IsValid && r.Reach)
+                check = await d.Luns.CheckReachableAsync(r.Cfgstring ?? "", ct);
             return Results.Ok(new CheckConfigDto(r.Cfgstring ?? "", check.IsValid, check.Reason));
         });
         app.MapGet("/v1/luns", () => Results.Ok(d.LunList()));

@@ -4,21 +4,22 @@ namespace HandlerRuntime.Luns;
 
 /// <summary>
 /// The event sink a handler receives at open time. The LU it reports to does not exist
-/// yet while the device opens, so events are relayed once it is attached; until then
-/// the last state is kept and replayed.
+/// yet while the device opens, so events are relayed once it is attached; until then they
+/// are kept, in order, and replayed.
 /// </summary>
 internal sealed class DeviceEventsRelay : IDeviceEvents
 {
     private readonly object gate = new();
     private IDeviceEvents? target;
-    private Action<IDeviceEvents>? pending;
+    private List<Action<IDeviceEvents>>? pending;
 
     public void Attach(IDeviceEvents lun)
     {
         lock (gate)
         {
             target = lun;
-            pending?.Invoke(lun);
+            foreach (var e in pending ?? [])
+                e(lun);
             pending = null;
         }
     }
@@ -28,7 +29,7 @@ internal sealed class DeviceEventsRelay : IDeviceEvents
         lock (gate)
         {
             if (target is null)
-                pending = e; // only the newest state matters
+                (pending ??= []).Add(e);
             else
                 e(target);
         }
@@ -38,4 +39,5 @@ internal sealed class DeviceEventsRelay : IDeviceEvents
     public void ConnectionRestored() => Send(t => t.ConnectionRestored());
     public void LockLost(string reason) => Send(t => t.LockLost(reason));
     public void Resized(long newSizeBytes) => Send(t => t.Resized(newSizeBytes));
+    public void AccessStateChanged(DeviceAccessState state, string reason) => Send(t => t.AccessStateChanged(state, reason));
 }

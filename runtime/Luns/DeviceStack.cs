@@ -136,6 +136,7 @@ internal sealed class DeviceStack
         public void ConnectionLost(string reason) => lun.ConnectionLost(reason);
         public void ConnectionRestored() => lun.ConnectionRestored();
         public void LockLost(string reason) => lun.LockLost(reason);
+        public void AccessStateChanged(DeviceAccessState state, string reason) => lun.AccessStateChanged(state, reason);
 
         public void Resized(long newSizeBytes)
         {

@@ -82,6 +82,14 @@ public sealed class LunRegistry : IAsyncDisposable
         return handler.CheckConfig(config);
     }
 
+    /// <summary>Asks the handler of a valid cfgstring whether its store answers; valid as is when the handler cannot tell.</summary>
+    public async Task<ConfigCheck> CheckReachableAsync(string cfgstring, CancellationToken ct)
+    {
+        if (LunDefinition.SplitCfgstring(cfgstring) is not var (subtype, config) || !plugins.TryGetHandler(subtype, out var handler, out _))
+            return CheckConfig(cfgstring);
+        return handler is IReachabilityCheck probe ? await probe.CheckReachableAsync(config, ct) : ConfigCheck.Valid;
+    }
+
     internal string NoHandlerMessage(string subtype)
         => $"No loaded handler serves subtype '{subtype}' (loaded: {(plugins.Subtypes.Count == 0 ? "none" : string.Join(", ", plugins.Subtypes.Order()))}); " +
            $"fix the cfgstring or drop the handler's folder into {plugins.HandlerPath}.";

@@ -29,6 +29,7 @@ public static class OpenContexts
         public void ConnectionRestored() { }
         public void LockLost(string reason) { }
         public void Resized(long newSizeBytes) { }
+        public void AccessStateChanged(DeviceAccessState state, string reason) { }
         public ValueTask<IBlockDevice> OpenAsync(string cfgstring, long size, int blockSize, bool readOnly, CancellationToken cancellationToken)
             => throw new NotSupportedException("devices opened here stack on no other device");
     }
