@@ -135,12 +135,14 @@ internal static class CommandDispatcher
         lun.Fail(task, known ? Sense.InvalidFieldInCdb.WithFieldPointer(1, 4) : Sense.InvalidOpcode);
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private static async ValueTask HookThenEmulateAsync(ScsiLun lun, ScsiTask task, CommandInfo info)
     {
         if (!await OfferToHookAsync(lun, task))
             await info.Execute(lun, task);
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private static async ValueTask<bool> OfferToHookAsync(ScsiLun lun, ScsiTask task)
     {
         task.HandlerDataIn = task.ExpectedDataInLength > 0 ? task.AllocateDataIn(task.ExpectedDataInLength) : default;
