@@ -37,7 +37,7 @@ public sealed class Daemon : IAsyncDisposable
         this.logs = logs;
         log = logs.Logger;
         Targets = new TargetRegistry();
-        Plugins = new PluginHost(settings.HandlerPath, log);
+        Plugins = new PluginHost(settings.HandlerPath, log) { Prepare = PrepareHandler };
         Luns = new LunRegistry(Plugins, Targets, settings.StateDirectory, log, new SerilogLoggerFactory(logs.Logger));
         Luns.DefinitionsChanged += PersistLuns;
     }
@@ -87,6 +87,9 @@ public sealed class Daemon : IAsyncDisposable
             Version, source.FilePath ?? "(built-in default)", settings.HandlerPath, settings.StateDirectory, settings.LogLevel, LogLevels.Name(settings.LogLevel));
 
         await Plugins.StartAsync();
+        if (startupRefusals is { Count: > 0 })
+            throw new StartupException("The configuration is invalid:\n  " + string.Join("\n  ", startupRefusals));
+        startupRefusals = null;
         Luns.SanitizeBytesPerSecond = settings.SanitizeBytesPerSecond;
         ApplyTargets(settings);
         foreach (var action in await Luns.ApplyAsync(settings.Luns, ct))
@@ -151,6 +154,12 @@ public sealed class Daemon : IAsyncDisposable
                 lastRejectedHash = hash;
                 return new ReloadDto(false, [], errors);
             }
+            if (CheckHandlerSettings(next) is { Count: > 0 } refused)
+            {
+                log.Error("Configuration reload ({Trigger}) refused, the previous configuration stays in force: {Errors}", trigger, string.Join(" ", refused));
+                lastRejectedHash = hash;
+                return new ReloadDto(false, [], refused);
+            }
             lastRejectedHash = "";
             var actions = await ApplyAsync(next);
             log.Information("Configuration reloaded ({Trigger}): {Actions}", trigger, actions.Count == 0 ? "no changes" : string.Join("; ", actions));
@@ -188,10 +197,72 @@ public sealed class Daemon : IAsyncDisposable
         }
         ApplyTargets(next);
         settings = next with { HandlerPath = previous.HandlerPath, StateDirectory = previous.StateDirectory, ControlSocket = previous.ControlSocket };
+        foreach (var handler in Plugins.Plugins.SelectMany(p => p.Handlers).Where(h => h is IHandlerSettings))
+            if (previous.HandlerSettings(handler.Subtype)?.ToJsonString() != next.HandlerSettings(handler.Subtype)?.ToJsonString())
+            {
+                if (ApplyHandlerSettings(handler, next) is { } refused) // checked before: only a handler that throws gets here
+                    log.Error("Handler {Subtype} did not take its new settings: {Reason}", handler.Subtype, refused);
+                else
+                    actions.Add($"settings of handler {handler.Subtype}");
+            }
         actions.AddRange(await Luns.ApplyAsync(next.Luns, CancellationToken.None));
         foreach (var f in fabrics)
             await f.ApplyAsync(settings);
         return actions;
+    }
+
+    /// <summary>Why the loaded handlers refuse their settings in <paramref name="s"/>; empty when they take them.</summary>
+    private List<string> CheckHandlerSettings(RuntimeSettings s)
+    {
+        var errors = new List<string>();
+        foreach (var handler in Plugins.Plugins.SelectMany(p => p.Handlers))
+            if (handler is IHandlerSettings own && own.CheckSettings(s.HandlerSettings(handler.Subtype)) is { IsValid: false } bad)
+                errors.Add($"handlers.{handler.Subtype}: {bad.Reason}");
+        return errors;
+    }
+
+    private List<string>? startupRefusals = [];
+
+    /// <summary>Readies a handler of a newly loaded plugin; at startup a refusal of its settings stops the daemon.</summary>
+    private string? PrepareHandler(IHandler handler)
+    {
+        if (ApplyHandlerSettings(handler, settings) is not { } refused)
+            return null;
+        var why = $"handlers.{handler.Subtype}: {refused}";
+        startupRefusals?.Add(why);
+        return why;
+    }
+
+    /// <summary>Gives a handler its settings from <paramref name="s"/>; returns why it refused them, or null.</summary>
+    private string? ApplyHandlerSettings(IHandler handler, RuntimeSettings s)
+    {
+        if (handler is not IHandlerSettings own)
+            return null;
+        var mine = s.HandlerSettings(handler.Subtype);
+        try
+        {
+            if (own.CheckSettings(mine) is { IsValid: false } bad)
+                return bad.Reason;
+            own.ApplySettings(mine);
+            return null;
+        }
+        catch (Exception e)
+        {
+            log.Error(e, "Handler {Subtype} failed while taking its settings", handler.Subtype);
+            return $"it failed while taking them: {e.Message}";
+        }
+    }
+
+    /// <summary>Runs a handler's own verb (`hrt &lt;subtype&gt; &lt;verb&gt;`).</summary>
+    public async Task<HandlerCommandResult> RunHandlerCommandAsync(string subtype, string verb, IReadOnlyList<string> arguments, CancellationToken ct)
+    {
+        if (!Plugins.TryGetHandler(subtype, out var handler, out _))
+            throw new LunException(Luns.NoHandlerMessage(subtype), LunError.NotFound);
+        if (handler is not IHandlerCommands commands)
+            return new HandlerCommandResult(false, $"The {subtype} handler has no verbs of its own; `hrt handlers` lists those that do.");
+        if (!commands.Verbs.Any(v => v.Name == verb))
+            return new HandlerCommandResult(false, $"The {subtype} handler has no verb '{verb}'; it has {string.Join(", ", commands.Verbs.Select(v => v.Name))}.");
+        return await commands.RunAsync(verb, arguments, ct);
     }
 
     private void ApplyTargets(RuntimeSettings s)
@@ -235,7 +306,10 @@ public sealed class Daemon : IAsyncDisposable
     }
 
     public IReadOnlyList<HandlerDto> Handlers()
-        => Plugins.Plugins.SelectMany(p => p.Handlers.Select(h => new HandlerDto(h.Subtype, p.Name, p.Version, p.Folder, h.ConfigHelp)))
+        => Plugins.Plugins.SelectMany(p => p.Handlers.Select(h => new HandlerDto(h.Subtype, p.Name, p.Version, p.Folder, h.ConfigHelp)
+            {
+                Verbs = h is IHandlerCommands c ? c.Verbs : [],
+            }))
             .OrderBy(h => h.Subtype, StringComparer.Ordinal).ToList();
 
     public IReadOnlyList<LunDto> LunList()

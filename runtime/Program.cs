@@ -1,3 +1,6 @@
 using HandlerRuntime.Cli;
 
-return await CliApp.Build(CliApp.ServeAsync).Parse(args).InvokeAsync();
+var root = CliApp.Build(CliApp.ServeAsync);
+if (HandlerVerbs.Applies(root, args))
+    return await HandlerVerbs.RunAsync(args);
+return await root.Parse(args).InvokeAsync();

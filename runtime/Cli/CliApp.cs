@@ -31,9 +31,10 @@ public static class CliApp
         {
             var (list, json) = await c.SendRawAsync<List<HandlerDto>>(HttpMethod.Get, "v1/handlers", null);
             if (Print(r, json)) return 0;
-            var t = new Table().AddColumns("Subtype", "Plugin", "Version", "Config");
+            var t = new Table().AddColumns("Subtype", "Plugin", "Version", "Config", "Verbs");
             foreach (var h in list)
-                t.AddRow(Markup.Escape(h.Subtype), Markup.Escape(h.Plugin), Markup.Escape(h.Version), Markup.Escape(h.ConfigHelp));
+                t.AddRow(Markup.Escape(h.Subtype), Markup.Escape(h.Plugin), Markup.Escape(h.Version), Markup.Escape(h.ConfigHelp),
+                    Markup.Escape(string.Join(", ", h.Verbs.Select(v => v.Name))));
             AnsiConsole.Write(t);
             return 0;
         }));

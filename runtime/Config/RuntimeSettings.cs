@@ -27,6 +27,13 @@ public sealed record RuntimeSettings
     /// <summary>The raw <c>iscsi</c> section, for the fabric's own options.</summary>
     public required IConfigurationSection Iscsi { get; init; }
 
+    /// <summary>The raw <c>handlers</c> section: <c>handlers.&lt;subtype&gt;</c> holds that handler's own settings (<see cref="Sdk.IHandlerSettings"/>).</summary>
+    public IConfigurationSection? Handlers { get; init; }
+
+    /// <summary>The settings of the handler of <paramref name="subtype"/>, as JSON; null when there are none.</summary>
+    public System.Text.Json.Nodes.JsonObject? HandlerSettings(string subtype)
+        => Handlers is null ? null : ConfigJson.ToJsonObject(Handlers.GetSection(subtype));
+
     public const string DefaultPortal = "127.0.0.1:3260";
     public const string DefaultControlSocket = "/run/hrt/hrt.sock";
     public const string DefaultLogDirectory = "/var/log";
@@ -150,6 +157,7 @@ public sealed record RuntimeSettings
             Luns = luns,
             SanitizeBytesPerSecond = sanitizeRate,
             Iscsi = config.GetSection("iscsi"),
+            Handlers = config.GetSection("handlers"),
         }, errors);
     }
 

@@ -16,7 +16,13 @@ public sealed record GcDto(long AllocatedBytes, int Gen0Collections, int Gen1Col
 
 public sealed record LunStatusDto(string Lun, System.Text.Json.Nodes.JsonObject Status);
 
-public sealed record HandlerDto(string Subtype, string Plugin, string Version, string Folder, string ConfigHelp);
+public sealed record HandlerDto(string Subtype, string Plugin, string Version, string Folder, string ConfigHelp)
+{
+    /// <summary>The handler's own verbs (`hrt &lt;subtype&gt; &lt;verb&gt;`), if it has any.</summary>
+    public IReadOnlyList<Sdk.HandlerVerb> Verbs { get; init; } = [];
+}
+
+public sealed record HandlerCommandRequest(string Verb, IReadOnlyList<string>? Arguments);
 
 /// <param name="Reach">Also ask the handler whether the store answers (handlers with <see cref="Sdk.IReachabilityCheck"/>).</param>
 public sealed record CheckConfigRequest(string Cfgstring, bool Reach = false);

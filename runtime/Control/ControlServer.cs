@@ -63,6 +63,8 @@ public sealed partial class ControlServer : IAsyncDisposable
     {
         app.MapGet("/v1/status", () => Results.Ok(d.Status()));
         app.MapGet("/v1/handlers", () => Results.Ok(d.Handlers()));
+        app.MapPost("/v1/handlers/{subtype}/commands", async (string subtype, HandlerCommandRequest r, CancellationToken ct) =>
+            Results.Ok(await d.RunHandlerCommandAsync(subtype, r.Verb ?? "", r.Arguments ?? [], ct)));
         app.MapPost("/v1/check-config", async (CheckConfigRequest r, CancellationToken ct) =>
         {
             var check = d.Luns.CheckConfig(r.Cfgstring ?? "");

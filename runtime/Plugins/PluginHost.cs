@@ -42,6 +42,12 @@ public sealed class PluginHost : IAsyncDisposable
     /// <summary>Set by the LUN registry: moves LUNs during a hot upgrade.</summary>
     public PluginSwitcher? Switcher { get; set; }
 
+    /// <summary>
+    /// Set by the daemon: readies each handler of a newly loaded build before it serves (its
+    /// own settings); returns why it cannot, which refuses the build, or null.
+    /// </summary>
+    public Func<IHandler, string?>? Prepare { get; set; }
+
     /// <summary>Raised after plugins were added or upgraded (the registry retries LUNs waiting for a subtype).</summary>
     public event Action? PluginsChanged;
 
@@ -203,6 +209,9 @@ public sealed class PluginHost : IAsyncDisposable
             }
             if (handlers.GroupBy(h => h.Subtype).FirstOrDefault(g => g.Count() > 1) is { } dup)
                 throw new InvalidOperationException($"it declares subtype '{dup.Key}' twice");
+            foreach (var h in handlers)
+                if (Prepare?.Invoke(h) is { } unready)
+                    throw new InvalidOperationException(unready);
             // The informational version without its source-revision suffix ("1.2.0+<commit>").
             var version = (assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? assembly.GetName().Version?.ToString() ?? "?").Split('+')[0];
             refusedFingerprints.Remove(name);

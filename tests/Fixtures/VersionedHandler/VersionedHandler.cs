@@ -10,8 +10,23 @@ namespace HandlerRuntime.Tests.Fixtures;
 /// it was opened with) and as the answer to vendor opcode C1h. Vendor opcode C2h grows it
 /// by 1 MiB and reports the new size as a device event.
 /// </summary>
-public sealed class VersionedHandler : IHandler
+public sealed class VersionedHandler : IHandler, IHandlerSettings, IHandlerCommands
 {
+    private volatile string greeting = "hello";
+
+    // Settings (handlers.versioned.greeting) and a verb (`hrt versioned greet <name>`), for the tests of both mechanisms.
+    public ConfigCheck CheckSettings(JsonObject? settings)
+        => settings?["greeting"]?.GetValue<string>() == "refuse-me" ? ConfigCheck.Invalid("greeting 'refuse-me' is refused, as the test asks") : ConfigCheck.Valid;
+
+    public void ApplySettings(JsonObject? settings) => greeting = settings?["greeting"]?.GetValue<string>() ?? "hello";
+
+    public IReadOnlyList<HandlerVerb> Verbs { get; } = [new("greet", "<name>", "Greets <name> with the configured greeting")];
+
+    public ValueTask<HandlerCommandResult> RunAsync(string verb, IReadOnlyList<string> arguments, CancellationToken cancellationToken)
+        => ValueTask.FromResult(arguments.Count == 1
+            ? new HandlerCommandResult(true, $"{greeting}, {arguments[0]} (build {BuildVersion})", new JsonObject { ["greeting"] = greeting, ["name"] = arguments[0] })
+            : new HandlerCommandResult(false, "greet takes one name; write hrt versioned greet <name>."));
+
     public static string BuildVersion { get; } =
         typeof(VersionedHandler).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion.Split('+')[0];
 
