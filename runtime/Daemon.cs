@@ -29,6 +29,7 @@ public sealed class Daemon : IAsyncDisposable
     private string lastRejectedHash = "";
     private ConfigWatcher? watcher;
     private ControlServer? control;
+    private Hosting.SystemdNotifier? systemd;
 
     private Daemon(ConfigSource source, RuntimeSettings settings, LogSetup logs)
     {
@@ -114,6 +115,8 @@ public sealed class Daemon : IAsyncDisposable
         else
             log.Warning("No config file: running on the built-in default; LUN changes will not survive a restart (give --config)");
         log.Information("hrt ready: control {Socket}, listening on {Endpoints}", settings.ControlSocket, fabrics.SelectMany(f => f.Endpoints));
+        systemd = new Hosting.SystemdNotifier(log);
+        systemd.Ready($"serving {Luns.Entries.Count} LUN(s) on {string.Join(", ", fabrics.SelectMany(f => f.Endpoints))}");
     }
 
     private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log)];
@@ -140,6 +143,7 @@ public sealed class Daemon : IAsyncDisposable
     public async Task<ReloadDto> ReloadAsync(string trigger)
     {
         await reloadGate.WaitAsync();
+        systemd?.Reloading();
         try
         {
             var (config, error, hash) = source.Load();
@@ -167,6 +171,7 @@ public sealed class Daemon : IAsyncDisposable
         }
         finally
         {
+            systemd?.Ready($"serving {Luns.Entries.Count} LUN(s); configuration reloaded ({trigger})");
             reloadGate.Release();
         }
     }
@@ -358,6 +363,7 @@ public sealed class Daemon : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         log.Information("hrt stopping");
+        systemd?.Stopping();
         watcher?.Dispose();
         if (control is not null)
             await control.DisposeAsync();
@@ -365,6 +371,7 @@ public sealed class Daemon : IAsyncDisposable
             await f.DisposeAsync();
         await Luns.DisposeAsync();
         await Plugins.DisposeAsync();
+        systemd?.Dispose();
         logs.Dispose();
     }
 }
