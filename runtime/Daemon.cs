@@ -30,6 +30,7 @@ public sealed class Daemon : IAsyncDisposable
     private ConfigWatcher? watcher;
     private ControlServer? control;
     private Hosting.SystemdNotifier? systemd;
+    private Metrics.MetricsServer? metrics;
 
     private Daemon(ConfigSource source, RuntimeSettings settings, LogSetup logs)
     {
@@ -102,6 +103,8 @@ public sealed class Daemon : IAsyncDisposable
             fabrics.Add(fabric);
         }
 
+        if (settings.MetricsListen is { } listen)
+            metrics = await Metrics.MetricsServer.StartAsync(listen, this);
         try
         {
             control = await ControlServer.StartAsync(settings.ControlSocket, this);
@@ -199,6 +202,22 @@ public sealed class Daemon : IAsyncDisposable
         {
             Luns.SanitizeBytesPerSecond = next.SanitizeBytesPerSecond;
             actions.Add($"sanitize rate {Sizes.Format(next.SanitizeBytesPerSecond)}/s");
+        }
+        if (next.MetricsListen != previous.MetricsListen)
+        {
+            if (metrics is not null)
+                await metrics.DisposeAsync();
+            metrics = null;
+            try
+            {
+                if (next.MetricsListen is { } listen)
+                    metrics = await Metrics.MetricsServer.StartAsync(listen, this);
+                actions.Add(next.MetricsListen is null ? "metrics endpoint closed" : $"metrics endpoint on {next.MetricsListen}");
+            }
+            catch (StartupException e)
+            {
+                log.Error("{Reason}", e.Message);
+            }
         }
         ApplyTargets(next);
         settings = next with { HandlerPath = previous.HandlerPath, StateDirectory = previous.StateDirectory, ControlSocket = previous.ControlSocket };
@@ -350,6 +369,18 @@ public sealed class Daemon : IAsyncDisposable
                 sessions.Where(s => string.Equals(s.Target, t.Name, StringComparison.OrdinalIgnoreCase)).ToList())).ToList());
     }
 
+    /// <summary>Every LUN's statistics now (`hrt stats` takes two and shows the rates between them).</summary>
+    public StatsDto Stats()
+        => new(System.Diagnostics.Stopwatch.GetTimestamp() / (double)System.Diagnostics.Stopwatch.Frequency,
+            Luns.Entries.Select(e =>
+            {
+                var s = e.Lun.Stats;
+                KindStatsDto Of(Metrics.CommandKind k) { var x = s.Of(k); return new(x.Count, x.Bytes, x.LatencySeconds, x.Buckets()); }
+                return new LunStatsDto(e.Name, Of(Metrics.CommandKind.Read), Of(Metrics.CommandKind.Write), Of(Metrics.CommandKind.Other), s.InFlight,
+                    Enum.GetValues<SenseKey>().Where(k => s.SenseKeyCount(k) > 0).ToDictionary(k => k.ToString(), s.SenseKeyCount),
+                    s.Busy + s.TaskSetFull + s.ReservationConflicts + s.Aborted);
+            }).ToList(), Metrics.LunStats.LatencyBucketSeconds);
+
     public LogLevelDto GetLogLevel() => new(logs.Level, LogLevels.Name(logs.Level));
 
     public LogLevelDto SetLogLevel(string level)
@@ -367,6 +398,8 @@ public sealed class Daemon : IAsyncDisposable
         watcher?.Dispose();
         if (control is not null)
             await control.DisposeAsync();
+        if (metrics is not null)
+            await metrics.DisposeAsync();
         foreach (var f in fabrics)
             await f.DisposeAsync();
         await Luns.DisposeAsync();

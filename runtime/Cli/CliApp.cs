@@ -48,6 +48,7 @@ public static class CliApp
             return check.Valid ? 0 : 1;
         }, cfg, reach));
         root.Add(LunCommand());
+        root.Add(StatsCommand.Build(Verb, r => r.GetValue(JsonOption)));
         root.Add(Verb("ls", "Show targets, their LUNs and live sessions", async (c, r) =>
         {
             var (ls, json) = await c.SendRawAsync<LsDto>(HttpMethod.Get, "v1/ls", null);

@@ -24,6 +24,9 @@ public sealed record RuntimeSettings
     /// <summary>How fast SANITIZE OVERWRITE may write, in bytes per second (0: unlimited), so erasing one LU does not starve the rest.</summary>
     public long SanitizeBytesPerSecond { get; init; } = DefaultSanitizeRate;
 
+    /// <summary>Where the Prometheus endpoint listens (<c>metrics.listen</c>); null: no endpoint.</summary>
+    public string? MetricsListen { get; init; }
+
     /// <summary>The raw <c>iscsi</c> section, for the fabric's own options.</summary>
     public required IConfigurationSection Iscsi { get; init; }
 
@@ -143,6 +146,10 @@ public sealed record RuntimeSettings
         if (config["sanitizeRate"] is { } rateText && !Sizes.TryParse(rateText, out sanitizeRate))
             errors.Add($"sanitizeRate: '{rateText}' is not a size per second; write e.g. 128M, or 0 for no limit.");
 
+        var metrics = NonEmpty(config["metrics:listen"]);
+        if (metrics is not null && !TryParsePortal(metrics, out _, out _))
+            errors.Add($"metrics.listen: '{metrics}' is not an address:port (for example 127.0.0.1:9464).");
+
         if (errors.Count > 0)
             return (null, errors);
         return (new RuntimeSettings
@@ -158,6 +165,7 @@ public sealed record RuntimeSettings
             SanitizeBytesPerSecond = sanitizeRate,
             Iscsi = config.GetSection("iscsi"),
             Handlers = config.GetSection("handlers"),
+            MetricsListen = metrics,
         }, errors);
     }
 

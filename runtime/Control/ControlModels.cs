@@ -69,3 +69,12 @@ public sealed record LogLevelRequest(string Level);
 public sealed record LogLevelDto(int Level, string Name);
 
 public sealed record ReloadDto(bool Applied, IReadOnlyList<string> Actions, IReadOnlyList<string> Errors);
+
+/// <summary>Statistics of every LUN at one moment; <c>At</c> is a monotonic clock in seconds.</summary>
+public sealed record StatsDto(double At, IReadOnlyList<LunStatsDto> Luns, IReadOnlyList<double> LatencyBucketSeconds);
+
+public sealed record LunStatsDto(string Name, KindStatsDto Read, KindStatsDto Write, KindStatsDto Other, long InFlight,
+    IReadOnlyDictionary<string, long> CheckConditions, long OtherStatuses);
+
+/// <summary>Commands of one kind since the LUN was created; <c>Buckets</c> counts them per latency bucket (not cumulative).</summary>
+public sealed record KindStatsDto(long Count, long Bytes, double LatencySeconds, IReadOnlyList<long> Buckets);

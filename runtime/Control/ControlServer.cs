@@ -104,6 +104,7 @@ public sealed partial class ControlServer : IAsyncDisposable
             return Results.Ok(Daemon.ToDto(entry));
         });
         app.MapGet("/v1/ls", () => Results.Ok(d.Ls()));
+        app.MapGet("/v1/stats", () => Results.Ok(d.Stats()));
         app.MapGet("/v1/log-level", () => Results.Ok(d.GetLogLevel()));
         app.MapPut("/v1/log-level", (LogLevelRequest r) => Results.Ok(d.SetLogLevel(r.Level)));
         app.MapPost("/v1/config/reload", async () => Results.Ok(await d.ReloadAsync("hrt config reload")));

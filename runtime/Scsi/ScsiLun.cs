@@ -122,6 +122,8 @@ public sealed partial class ScsiLun : IDeviceEvents
     {
         task.ClearResponse();
         task.RunningOn = this;
+        task.StartedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        Stats.Started();
         task.Command = CommandTable.Find(task.CdbSpan);
         if (task.Command is { } known && !known.IsAvailableOn(this))
             task.Command = null; // not offered by this LU: an unknown opcode here
@@ -198,8 +200,22 @@ public sealed partial class ScsiLun : IDeviceEvents
                 break;
         }
         taskSet.Leave(task);
+        Count(task);
         if (Log.IsEnabled(LogEventLevel.Verbose))
             LogCommand(task);
+    }
+
+    /// <summary>Commands, bytes, latency and outcomes of this LU (`hrt stats`, the metrics endpoint).</summary>
+    public Metrics.LunStats Stats { get; } = new();
+
+    private void Count(ScsiTask task)
+    {
+        var flags = task.Command?.Flags ?? CommandFlags.None;
+        var kind = (flags & CommandFlags.Writes) != 0 && (flags & CommandFlags.MediumAccess) != 0 ? Metrics.CommandKind.Write
+            : (flags & CommandFlags.MediumAccess) != 0 && task.DataInLength > 0 ? Metrics.CommandKind.Read
+            : Metrics.CommandKind.Other;
+        var bytes = kind == Metrics.CommandKind.Write ? task.DataOutLength : task.DataInLength;
+        Stats.Finished(kind, bytes, System.Diagnostics.Stopwatch.GetTimestamp() - task.StartedAt, task.Status, task.Sense.Key);
     }
 
     private void LogCommand(ScsiTask task)

@@ -101,6 +101,8 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
     internal bool Waiting;
     internal bool Exclusive;
     internal ScsiLun? RunningOn;
+    /// <summary>When the LU took it (Stopwatch ticks), for its latency.</summary>
+    internal long StartedAt;
 
     /// <summary>How the LUN waits for this task's I/O (created once, reused by every command of this task).</summary>
     internal PendingRun PendingRun => pendingRun ??= new PendingRun(this);
