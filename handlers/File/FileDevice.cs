@@ -1,3 +1,4 @@
+using HandlerRuntime.Handlers.Shared;
 using System.Runtime.InteropServices;
 using HandlerRuntime.Sdk;
 using Microsoft.Win32.SafeHandles;
@@ -105,7 +106,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         if (!inMemory && !noWait)
             return 0;
         var done = Transfer(read, offset, buffer, inMemory ? 0 : Libc.RwfNoWait, out var errno);
-        if (errno is Libc.EOPNOTSUPP or Libc.EINVAL && !inMemory)
+        if (errno is Errnos.EOPNOTSUPP or Errnos.EINVAL && !inMemory)
         {
             // This filesystem does not do RWF_NOWAIT for this direction: stop trying.
             if (read) readNoWait = false; else writeNoWait = false;
@@ -138,7 +139,7 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
                 if (n == 0)
                     return done;
                 errno = Marshal.GetLastPInvokeError();
-                if (errno != Libc.EINTR)
+                if (errno != Errnos.EINTR)
                     return done;
                 errno = 0;
             }
@@ -150,13 +151,13 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
         => FileOperation.Start(operations, this, FileOperation.Kind.Sync, 0, default); // fdatasync waits for the disk: not on the caller's thread
 
     public ValueTask UnmapAsync(long offset, long length, CancellationToken cancellationToken)
-        => Fallocate(Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length, cancellationToken);
+        => Fallocate(Posix.FallocPunchHole | Posix.FallocKeepSize, offset, length, cancellationToken);
 
     public ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags, CancellationToken cancellationToken)
     {
         var mode = (flags & ZeroFlags.MayUnmap) != 0 && !blockDevice
-            ? Libc.FallocPunchHole | Libc.FallocKeepSize
-            : Libc.FallocZeroRange | Libc.FallocKeepSize;
+            ? Posix.FallocPunchHole | Posix.FallocKeepSize
+            : Posix.FallocZeroRange | Posix.FallocKeepSize;
         var done = Fallocate(mode, offset, length, cancellationToken);
         if ((flags & ZeroFlags.Fua) == 0)
             return done;
@@ -178,32 +179,32 @@ internal sealed class FileDevice : IBlockDevice, IProvisioningStatus
 
     public ValueTask<(bool Mapped, long Length)> GetExtentAsync(long offset, long maxLength, CancellationToken cancellationToken)
     {
-        var data = Libc.lseek(fd, offset, Libc.SeekData);
+        var data = Posix.lseek(fd, offset, Posix.SeekData);
         if (data < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             // ENXIO: no data at or after offset, the rest is a hole
-            if (errno == Libc.ENXIO)
+            if (errno == Errnos.ENXIO)
                 return ValueTask.FromResult((false, maxLength));
             return ValueTask.FromResult((true, maxLength)); // filesystem without SEEK_DATA: everything is mapped
         }
         if (data > offset)
             return ValueTask.FromResult((false, Math.Min(maxLength, data - offset)));
-        var hole = Libc.lseek(fd, offset, Libc.SeekHole);
+        var hole = Posix.lseek(fd, offset, Posix.SeekHole);
         var mapped = hole < 0 ? maxLength : hole - offset;
         return ValueTask.FromResult((true, Math.Clamp(mapped, 1, maxLength)));
     }
 
     internal void Sync()
     {
-        if (Libc.fdatasync(fd) != 0)
+        if (Posix.fdatasync(fd) != 0)
             throw new DeviceIOException(Marshal.GetLastPInvokeError(), $"{path}: fdatasync");
     }
 
     /// <summary>fallocate; a filesystem that cannot do this mode says "not supported here", and the runtime writes zeros instead.</summary>
     private ValueTask Fallocate(int mode, long offset, long length, CancellationToken ct)
     {
-        if (Libc.fallocate(fd, mode, offset, length) == 0)
+        if (Posix.fallocate(fd, mode, offset, length) == 0)
             return default;
         var errno = Marshal.GetLastPInvokeError();
         if (errno is Errnos.EOPNOTSUPP or Errnos.ENODEV)

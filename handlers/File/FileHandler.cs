@@ -1,3 +1,4 @@
+using HandlerRuntime.Handlers.Shared;
 using HandlerRuntime.Sdk;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
@@ -19,6 +20,10 @@ public sealed class FileHandler : IHandler
             return ConfigCheck.Invalid($"'{config}' is not an absolute path; write file//<absolute path>, e.g. file//var/lib/hrt/disk0.img.");
         if (config.EndsWith('/'))
             return ConfigCheck.Invalid($"'{config}' names a directory; give the path of a file.");
+        if (Directory.Exists(config))
+            return ConfigCheck.Invalid($"{config} is a directory; give the path of a file.");
+        if (!System.IO.File.Exists(config) && Posix.WhyNotCreatable(config) is { } why)
+            return ConfigCheck.Invalid($"{config} does not exist and cannot be created: {why}");
         return ConfigCheck.Valid;
     }
 
@@ -50,8 +55,8 @@ public sealed class FileHandler : IHandler
         try
         {
             var fd = (int)handle.DangerousGetHandle();
-            var blockDevice = Libc.IsBlockDevice(fd);
-            var size = blockDevice ? Libc.lseek(fd, 0, Libc.SeekEnd) : RandomAccess.GetLength(handle);
+            var blockDevice = Posix.IsBlockDevice(fd);
+            var size = blockDevice ? Posix.lseek(fd, 0, Posix.SeekEnd) : RandomAccess.GetLength(handle);
             if (context.RequestedSize > 0)
             {
                 if (size > context.RequestedSize)

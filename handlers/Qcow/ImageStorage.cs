@@ -1,3 +1,4 @@
+using HandlerRuntime.Handlers.Shared;
 using System.Runtime.InteropServices;
 using HandlerRuntime.Sdk;
 using Microsoft.Win32.SafeHandles;
@@ -79,7 +80,7 @@ internal sealed class FileStorage : ImageStorage
 
     public override void Sync()
     {
-        if (Libc.fdatasync((int)handle.DangerousGetHandle()) != 0)
+        if (Posix.fdatasync((int)handle.DangerousGetHandle()) != 0)
             throw new DeviceIOException(Marshal.GetLastPInvokeError(), $"{Name}: fdatasync");
     }
 

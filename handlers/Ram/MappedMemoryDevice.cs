@@ -1,3 +1,4 @@
+using HandlerRuntime.Handlers.Shared;
 using HandlerRuntime.Sdk;
 using Microsoft.Win32.SafeHandles;
 
@@ -145,14 +146,14 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice, IProvisioningSta
         var fd = (int)handle.DangerousGetHandle();
         for (long at = 0; at < size;)
         {
-            var data = Libc.lseek(fd, at, Libc.SeekData);
+            var data = Posix.lseek(fd, at, Posix.SeekData);
             if (data < 0)
             {
-                if (Libc.Errno != Libc.ENXIO)
+                if (Libc.Errno != Errnos.ENXIO)
                     written.SetAll(true); // cannot tell: call everything written
                 return;
             }
-            var hole = Libc.lseek(fd, data, Libc.SeekHole);
+            var hole = Posix.lseek(fd, data, Posix.SeekHole);
             var end = hole < 0 ? size : Math.Min(hole, size);
             written.MarkWritten(data, end - data);
             at = end;
@@ -173,7 +174,7 @@ internal sealed unsafe class MappedMemoryDevice : IBlockDevice, IProvisioningSta
         Clear(end, offset + count - end);
         var ok = file is null
             ? Libc.madvise(address + (nint)first, (nuint)(end - first), Libc.MadvDontNeed) == 0
-            : Libc.fallocate((int)file.DangerousGetHandle(), Libc.FallocPunchHole | Libc.FallocKeepSize, first, end - first) == 0;
+            : Posix.fallocate((int)file.DangerousGetHandle(), Posix.FallocPunchHole | Posix.FallocKeepSize, first, end - first) == 0;
         if (!ok)
             Clear(first, end - first);
     }

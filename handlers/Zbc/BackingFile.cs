@@ -1,3 +1,4 @@
+using HandlerRuntime.Handlers.Shared;
 using System.Runtime.InteropServices;
 using HandlerRuntime.Sdk;
 using Microsoft.Win32.SafeHandles;
@@ -52,23 +53,23 @@ internal sealed class OsFile(SafeFileHandle handle, string path) : IBackingFile
 
     public bool TryPunchHole(long offset, long length)
     {
-        if (Libc.fallocate(fd, Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length) == 0)
+        if (Posix.fallocate(fd, Posix.FallocPunchHole | Posix.FallocKeepSize, offset, length) == 0)
             return true;
         var errno = Marshal.GetLastPInvokeError();
-        if (errno is Libc.EOPNOTSUPP or Libc.ENODEV)
+        if (errno is Errnos.EOPNOTSUPP or Errnos.ENODEV)
             return false;
         throw new DeviceIOException(errno, $"{path}: fallocate");
     }
 
     public void SyncData()
     {
-        if (Libc.fdatasync(fd) != 0)
+        if (Posix.fdatasync(fd) != 0)
             throw new DeviceIOException(Marshal.GetLastPInvokeError(), $"{path}: fdatasync");
     }
 
     public void SyncAll()
     {
-        if (Libc.fsync(fd) != 0)
+        if (Posix.fsync(fd) != 0)
             throw new DeviceIOException(Marshal.GetLastPInvokeError(), $"{path}: fsync");
     }
 

@@ -1,3 +1,4 @@
+using HandlerRuntime.Handlers.Shared;
 using HandlerRuntime.Sdk;
 using Microsoft.Win32.SafeHandles;
 
@@ -38,7 +39,7 @@ internal sealed class ZbcStore : IDisposable
                 Format(f, layout);
             if (!fileExistsEmpty)
                 File.Move(target, path);
-            Libc.SyncDirectory(System.IO.Path.GetDirectoryName(path) ?? "/");
+            Posix.SyncDirectory(System.IO.Path.GetDirectoryName(path) ?? "/");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -83,7 +84,7 @@ internal sealed class ZbcStore : IDisposable
         {
             throw new HandlerConfigException($"{path} cannot be opened: {e.Message}", e);
         }
-        if (!Libc.IsRegularFile((int)h.DangerousGetHandle()))
+        if (!Posix.IsRegularFile((int)h.DangerousGetHandle()))
         {
             h.Dispose();
             throw new HandlerConfigException($"{path} is not a regular file; a zbc device is emulated on a regular file.");

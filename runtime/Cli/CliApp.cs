@@ -44,7 +44,12 @@ public static class CliApp
         {
             var (check, json) = await c.SendRawAsync<CheckConfigDto>(HttpMethod.Post, "v1/check-config", new CheckConfigRequest(r.GetValue(cfg)!, r.GetValue(reach)));
             if (!Print(r, json))
-                Console.WriteLine(check.Valid ? $"{check.Cfgstring}: valid" : $"{check.Cfgstring}: {check.Reason}");
+            {
+                if (check.Valid)
+                    Console.WriteLine($"{check.Cfgstring}: valid");
+                else
+                    await Console.Error.WriteLineAsync($"hrt: {check.Cfgstring}: {check.Reason}"); // a refusal, as every verb's
+            }
             return check.Valid ? 0 : 1;
         }, cfg, reach));
         root.Add(LunCommand());
