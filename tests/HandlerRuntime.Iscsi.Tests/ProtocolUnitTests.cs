@@ -121,4 +121,13 @@ public sealed class ProtocolUnitTests
         Assert.Equal(1, cdb[8]);
         Assert.False(TransferLength.TryTruncateWrite(cdb, 512, 200));
     }
+
+    [Fact]
+    public void Only_READ_and_WRITE_may_run_on_the_network_thread()
+    {
+        var inline = CommandTable.All.Where(c => (c.Flags & CommandFlags.MayRunInline) != 0).Select(c => c.Name).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(["READ(10)", "READ(12)", "READ(16)", "READ(6)", "WRITE(10)", "WRITE(12)", "WRITE(16)", "WRITE(6)"], inline);
+        Assert.True(CommandTable.Find(Cdbs.Read10(0, 1)) is { } read && (read.Flags & CommandFlags.MayRunInline) != 0);
+        Assert.True(CommandTable.Find(Cdbs.Write16(0, 1)) is { } write && (write.Flags & CommandFlags.MayRunInline) != 0);
+    }
 }

@@ -174,6 +174,7 @@ internal sealed partial class IscsiConnection
             cmd.UnsolicitedDone = true;
         }
         task.SetCdb(cdb);
+        cmd.Command = CommandTable.Find(cdb);
 
         cmd.ReaderBusy = true;
         bool admitted;

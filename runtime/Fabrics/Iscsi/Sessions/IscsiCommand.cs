@@ -56,6 +56,8 @@ internal sealed class IscsiCommand
     public ulong LunField;
     public bool Read;
     public bool Write;
+    /// <summary>The command table's entry for the CDB, looked up once on receipt; null for a command the core does not know.</summary>
+    public CommandInfo? Command;
     /// <summary>Expected Data Transfer Length from the initiator.</summary>
     public int Edtl;
     /// <summary>Data-out bytes the CDB implies (SPDTL), or -1 when the command is unknown here.</summary>
@@ -169,6 +171,7 @@ internal sealed class IscsiCommand
         Connection = null!;
         Itt = CmdSN = 0;
         Immediate = Read = Write = false;
+        Command = null;
         LunField = 0;
         Edtl = Needed = 0;
         Spdtl = -1;

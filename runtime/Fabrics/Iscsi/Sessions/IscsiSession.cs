@@ -355,14 +355,10 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         }
     }
 
-    /// <summary>READ and WRITE (6/10/12/16) to a LUN whose device never waits on the caller's thread.</summary>
+    /// <summary>A command the table lets run inline (READ, WRITE) to a LUN whose device never waits on the caller's thread.</summary>
     private bool MayRunOnNetworkThread(IscsiCommand cmd)
-    {
-        var cdb = cmd.Task.CdbSpan;
-        if (cdb.IsEmpty || cdb[0] is not (0x08 or 0x28 or 0xA8 or 0x88 or 0x0A or 0x2A or 0xAA or 0x8A))
-            return false;
-        return Target?.Lookup(cmd.Task.Lun) is { } lun && (lun.Capabilities & DeviceCapabilities.NonBlocking) != 0;
-    }
+        => cmd.Command is { } command && (command.Flags & CommandFlags.MayRunInline) != 0
+           && Target?.Lookup(cmd.Task.Lun) is { } lun && (lun.Capabilities & DeviceCapabilities.NonBlocking) != 0;
 
     private IscsiCommand? NextDeliverable()
     {
