@@ -414,7 +414,7 @@ internal sealed class PduSender : IDisposable, IDeferredSend
         if (digests && HeaderDigest)
         {
             var crc = Crc32C.Compute(buffer.Array.AsSpan(used, Bhs.Length));
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(buffer.Array.AsSpan(used + Bhs.Length), crc);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(buffer.Array.AsSpan(used + Bhs.Length), crc); // least significant byte first
             used += 4;
         }
         used += Bhs.Length;
@@ -457,9 +457,7 @@ internal sealed class PduSender : IDisposable, IDeferredSend
     {
         if (session is null)
             return;
-        var (exp, max) = session.Window();
-        Bhs.Put32(h, 28, exp);
-        Bhs.Put32(h, 32, max);
+        Bhs.PutWindow(h, session.Window());
     }
 
     // ---- PDUs ----
@@ -474,7 +472,7 @@ internal sealed class PduSender : IDisposable, IDeferredSend
             pdu.Header.CopyTo(h);
             Bhs.PutDataSegmentLength(h, pdu.DataLength);
             if (pdu.StatSN != StatSNUse.None)
-                Bhs.Put32(h, 24, pdu.StatSN == StatSNUse.Advance ? StatSN++ : StatSN);
+                Bhs.PutStatSN(h, pdu.StatSN == StatSNUse.Advance ? StatSN++ : StatSN);
             if (pdu.FillWindow)
                 PutWindow(h, connection.Session);
             CommitHeader(!pdu.NoDigests);
@@ -502,16 +500,16 @@ internal sealed class PduSender : IDisposable, IDeferredSend
     {
         await EnsureSpaceAsync(Bhs.Length + 4);
         var h = Header();
-        h[0] = (byte)Opcode.ReadyToTransfer;
-        h[1] = 0x80;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(h[8..], r2t.Lun);
-        Bhs.Put32(h, 16, r2t.Itt);
-        Bhs.Put32(h, 20, r2t.Ttt);
-        Bhs.Put32(h, 24, StatSN);
+        Bhs.PutOpcode(h, Opcode.ReadyToTransfer);
+        Bhs.PutFlags(h, Bhs.FinalFlag);
+        Bhs.PutLunField(h, r2t.Lun);
+        Bhs.PutInitiatorTaskTag(h, r2t.Itt);
+        Bhs.PutTargetTransferTag(h, r2t.Ttt);
+        Bhs.PutStatSN(h, StatSN); // the next StatSN, not consumed
         PutWindow(h, connection.Session);
-        Bhs.Put32(h, 36, r2t.R2TSN);
-        Bhs.Put32(h, 40, (uint)r2t.Offset);
-        Bhs.Put32(h, 44, (uint)r2t.Length);
+        Bhs.R2T.PutR2TSN(h, r2t.R2TSN);
+        Bhs.R2T.PutBufferOffset(h, (uint)r2t.Offset);
+        Bhs.R2T.PutDesiredDataTransferLength(h, (uint)r2t.Length);
         CommitHeader(true);
     }
 
@@ -532,21 +530,21 @@ internal sealed class PduSender : IDisposable, IDeferredSend
             var expectedIn = cmd.Read ? task.ExpectedDataInLength : 0;
             var send = Math.Min(produced, expectedIn);
 
-            byte residualFlags = 0;
+            var residualFlags = ResidualFlags.None;
             uint residual = 0;
             if (cmd.Read || produced > 0)
             {
-                if (produced > expectedIn) { residualFlags = 0x04; residual = (uint)(produced - expectedIn); }
-                else if (produced < expectedIn) { residualFlags = 0x02; residual = (uint)(expectedIn - produced); }
+                if (produced > expectedIn) { residualFlags = ResidualFlags.Overflow; residual = (uint)(produced - expectedIn); }
+                else if (produced < expectedIn) { residualFlags = ResidualFlags.Underflow; residual = (uint)(expectedIn - produced); }
             }
             else if (cmd.Write && cmd.Spdtl >= 0)
             {
-                if (cmd.Spdtl > cmd.Edtl) { residualFlags = 0x04; residual = (uint)Math.Min(uint.MaxValue, cmd.Spdtl - cmd.Edtl); }
-                else if (cmd.Spdtl < cmd.Edtl) { residualFlags = 0x02; residual = (uint)(cmd.Edtl - cmd.Spdtl); }
+                if (cmd.Spdtl > cmd.Edtl) { residualFlags = ResidualFlags.Overflow; residual = (uint)Math.Min(uint.MaxValue, cmd.Spdtl - cmd.Edtl); }
+                else if (cmd.Spdtl < cmd.Edtl) { residualFlags = ResidualFlags.Underflow; residual = (uint)(cmd.Edtl - cmd.Spdtl); }
             }
             else if (!cmd.Read && cmd.Edtl > 0 && cmd.Spdtl < 0 && !cmd.Write)
             {
-                residualFlags = 0x02;
+                residualFlags = ResidualFlags.Underflow;
                 residual = (uint)cmd.Edtl;
             }
 
@@ -561,22 +559,23 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                 var endOfSequence = last || burstLeft == 0;
                 await EnsureSpaceAsync(Bhs.Length + 4);
                 var h = Header();
-                h[0] = (byte)Opcode.DataIn;
-                h[1] = (byte)(endOfSequence ? 0x80 : 0);
+                Bhs.PutOpcode(h, Opcode.DataIn);
+                var flags = endOfSequence ? Bhs.FinalFlag : (byte)0;
                 Bhs.PutDataSegmentLength(h, n);
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(h[8..], cmd.LunField);
-                Bhs.Put32(h, 16, cmd.Itt);
-                Bhs.Put32(h, 20, Bhs.ReservedTag);
+                Bhs.PutLunField(h, cmd.LunField);
+                Bhs.PutInitiatorTaskTag(h, cmd.Itt);
+                Bhs.PutTargetTransferTag(h, Bhs.ReservedTag);
                 if (last && statusInData)
                 {
-                    h[1] |= (byte)(0x01 | residualFlags);
-                    h[3] = (byte)task.Status;
-                    Bhs.Put32(h, 24, StatSN++);
-                    Bhs.Put32(h, 44, residual);
+                    flags |= (byte)(Bhs.DataIn.StatusFlag | (byte)residualFlags);
+                    Bhs.DataIn.PutStatus(h, (byte)task.Status);
+                    Bhs.PutStatSN(h, StatSN++);
+                    Bhs.DataIn.PutResidualCount(h, residual);
                 }
+                Bhs.PutFlags(h, flags);
                 PutWindow(h, session);
-                Bhs.Put32(h, 36, cmd.DataInPdus++);
-                Bhs.Put32(h, 40, (uint)offset);
+                Bhs.DataIn.PutDataSN(h, cmd.DataInPdus++);
+                Bhs.DataIn.PutBufferOffset(h, (uint)offset);
                 CommitHeader(true);
                 await WriteDataAsync(task.DataInBuffer!.Memory.Slice(offset, n), true);
                 offset += n;
@@ -586,19 +585,19 @@ internal sealed class PduSender : IDisposable, IDeferredSend
             if (!statusInData)
             {
                 var senseLength = task.SenseLength;
-                var dataLength = senseLength == 0 ? 0 : senseLength + 2;
+                var dataLength = senseLength == 0 ? 0 : Bhs.ScsiResponse.SenseLengthSize + senseLength;
                 await EnsureSpaceAsync(Bhs.Length + 4);
                 var h = Header();
-                h[0] = (byte)Opcode.ScsiResponse;
-                h[1] = (byte)(0x80 | residualFlags);
-                h[2] = 0x00; // command completed at target
-                h[3] = (byte)task.Status;
+                Bhs.PutOpcode(h, Opcode.ScsiResponse);
+                Bhs.PutFlags(h, (byte)(Bhs.FinalFlag | (byte)residualFlags));
+                Bhs.ScsiResponse.PutResponse(h, Bhs.ScsiResponse.CommandCompleted);
+                Bhs.ScsiResponse.PutStatus(h, (byte)task.Status);
                 Bhs.PutDataSegmentLength(h, dataLength);
-                Bhs.Put32(h, 16, cmd.Itt);
-                Bhs.Put32(h, 24, StatSN++);
+                Bhs.PutInitiatorTaskTag(h, cmd.Itt);
+                Bhs.PutStatSN(h, StatSN++);
                 PutWindow(h, session);
-                Bhs.Put32(h, 36, cmd.DataInPdus + cmd.NextR2TSN);
-                Bhs.Put32(h, 44, residual);
+                Bhs.ScsiResponse.PutExpDataSN(h, cmd.DataInPdus + cmd.NextR2TSN);
+                Bhs.ScsiResponse.PutResidualCount(h, residual);
                 CommitHeader(true);
                 if (dataLength > 0)
                 {
@@ -608,8 +607,8 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                     await EnsureSpaceAsync(total);
                     var d = buffer.Array.AsSpan(used, dataLength + Bhs.Padding(dataLength));
                     d.Clear();
-                    Bhs.Put16(d, 0, (ushort)senseLength);
-                    task.SenseBytes.CopyTo(d[2..]);
+                    Bhs.ScsiResponse.PutSenseLength(d, (ushort)senseLength);
+                    task.SenseBytes.CopyTo(d[Bhs.ScsiResponse.SenseLengthSize..]);
                     used += d.Length;
                     if (digest)
                     {

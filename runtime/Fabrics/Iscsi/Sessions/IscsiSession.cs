@@ -167,13 +167,13 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
 
     // ---- the CmdSN window (RFC 7143 4.2.2.1) ----
 
-    public (uint ExpCmdSN, uint MaxCmdSN) Window()
+    public CmdSNWindow Window()
     {
         lock (gate)
             return WindowLocked();
     }
 
-    private (uint, uint) WindowLocked()
+    private CmdSNWindow WindowLocked()
     {
         var slots = Options.QueueDepth - outstanding;
         if (buffered >= Options.MaxSessionBufferBytes)
@@ -181,7 +181,7 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         var max = expCmdSN - 1 + (uint)Math.Max(0, slots);
         if (Bhs.SnLess(maxCmdSN, max))
             maxCmdSN = max; // never shrinks: the initiator may already use what was advertised
-        return (expCmdSN, maxCmdSN);
+        return new(expCmdSN, maxCmdSN);
     }
 
     /// <summary>
