@@ -76,7 +76,7 @@ internal sealed partial class IscsiConnection
                 case "MaxRecvDataSegmentLength":
                     // Declarative and allowed in full feature phase: our sends follow it from now on.
                     if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var m) && m is >= 512 and <= 16777215)
-                        Sender.MaxSegment = Parameters.InitiatorMaxRecvDataSegmentLength = m;
+                        Parameters.InitiatorMaxRecvDataSegmentLength = m;
                     else
                         TextKeys.Append(reply, key, "Reject");
                     break;

@@ -238,7 +238,7 @@ internal sealed partial class IscsiConnection
             else
                 cmd.NextR2TOffset += length;
             cmd.OutstandingR2Ts++;
-            Sender.EnqueueR2T(cmd.Itt, cmd.LunField, ttt, cmd.NextR2TSN++, start, length);
+            Sender.EnqueueR2T(new R2TRequest(cmd.Itt, cmd.LunField, ttt, cmd.NextR2TSN++, start, length));
         }
     }
 

@@ -66,14 +66,9 @@ internal sealed partial class IscsiConnection
                 Close("login refused");
                 return false;
             }
-            if (IsClosed)
-                return false;
-            // Digests start with the first full feature phase PDU in each direction.
-            Sender.HeaderDigest = Parameters.HeaderDigest;
-            Sender.DataDigest = Parameters.DataDigest;
-            Sender.MaxSegment = Parameters.InitiatorMaxRecvDataSegmentLength;
-            Sender.MaxBurst = Session!.Parameters.MaxBurstLength;
-            return true;
+            // Digests start with the first full feature phase PDU in each direction: login PDUs
+            // are read and written without them (ControlPdu.NoDigests), whatever was negotiated.
+            return !IsClosed;
         }
     }
 
