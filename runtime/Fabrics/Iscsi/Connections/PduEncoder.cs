@@ -87,7 +87,7 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
     /// A command's read data and status: Data-In PDUs cut at the initiator's
     /// MaxRecvDataSegmentLength with F at each MaxBurstLength, the status in the last one when
     /// there is no sense data (RFC 7143 11.7.4), else a SCSI Response after them. Residuals
-    /// follow RFC 7143 11.4.5.
+    /// are <see cref="Residual.Of"/>'s.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteResponseAsync(IscsiCommand cmd)
@@ -96,24 +96,10 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
         var produced = task.DataInBuffer is null ? 0 : task.DataInLength;
         var expectedIn = cmd.Read ? task.ExpectedDataInLength : 0;
         var send = Math.Min(produced, expectedIn);
-        var residualFlags = ResidualFlags.None;
-        uint residual = 0;
-        if (cmd.Read || produced > 0)
-        {
-            if (produced > expectedIn) { residualFlags = ResidualFlags.Overflow; residual = (uint)(produced - expectedIn); }
-            else if (produced < expectedIn) { residualFlags = ResidualFlags.Underflow; residual = (uint)(expectedIn - produced); }
-        }
-        else if (cmd.Write && cmd.Spdtl >= 0)
-        {
-            if (cmd.Spdtl > cmd.Edtl) { residualFlags = ResidualFlags.Overflow; residual = (uint)Math.Min(uint.MaxValue, cmd.Spdtl - cmd.Edtl); }
-            else if (cmd.Spdtl < cmd.Edtl) { residualFlags = ResidualFlags.Underflow; residual = (uint)(cmd.Edtl - cmd.Spdtl); }
-        }
-        else if (!cmd.Read && cmd.Edtl > 0 && cmd.Spdtl < 0 && !cmd.Write)
-        {
-            residualFlags = ResidualFlags.Underflow;
-            residual = (uint)cmd.Edtl;
-        }
-        var statusInData = send > 0 && task.SenseLength == 0;
+        var residual = Residual.Of(cmd.Read, cmd.Write, produced, expectedIn, cmd.Spdtl, cmd.Edtl);
+        // A Data-In has no Bidirectional Read Residual Count: a bidirectional command's status
+        // always goes in a SCSI Response.
+        var statusInData = send > 0 && task.SenseLength == 0 && !(cmd.Read && cmd.Write);
         var session = cmd.Session;
         var maxBurst = session.Parameters.MaxBurstLength;
         var offset = 0;
@@ -133,10 +119,10 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
             Bhs.PutTargetTransferTag(h, Bhs.ReservedTag);
             if (last && statusInData)
             {
-                flags |= (byte)(Bhs.DataIn.StatusFlag | (byte)residualFlags);
+                flags |= (byte)(Bhs.DataIn.StatusFlag | (byte)residual.Flags);
                 Bhs.DataIn.PutStatus(h, (byte)task.Status);
                 Bhs.PutStatSN(h, statSN++);
-                Bhs.DataIn.PutResidualCount(h, residual);
+                Bhs.DataIn.PutResidualCount(h, residual.Count);
             }
             Bhs.PutFlags(h, flags);
             Bhs.PutWindow(h, session.Window());
@@ -156,7 +142,7 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
         await EnsureSpaceAsync(Bhs.Length + DigestLength);
         var r = Header();
         Bhs.PutOpcode(r, Opcode.ScsiResponse);
-        Bhs.PutFlags(r, (byte)(Bhs.FinalFlag | (byte)residualFlags));
+        Bhs.PutFlags(r, (byte)(Bhs.FinalFlag | (byte)residual.Flags));
         Bhs.ScsiResponse.PutResponse(r, Bhs.ScsiResponse.CommandCompleted);
         Bhs.ScsiResponse.PutStatus(r, (byte)task.Status);
         Bhs.PutDataSegmentLength(r, dataLength);
@@ -164,7 +150,8 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
         Bhs.PutStatSN(r, statSN++);
         Bhs.PutWindow(r, session.Window());
         Bhs.ScsiResponse.PutExpDataSN(r, cmd.DataInPdus + cmd.NextR2TSN); // Data-In and R2T PDUs sent for it
-        Bhs.ScsiResponse.PutResidualCount(r, residual);
+        Bhs.ScsiResponse.PutBidirectionalReadResidualCount(r, residual.BidirectionalReadCount);
+        Bhs.ScsiResponse.PutResidualCount(r, residual.Count);
         CommitHeader(parameters.HeaderDigest);
         if (dataLength == 0)
             return;
