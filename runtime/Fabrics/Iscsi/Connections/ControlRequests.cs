@@ -265,11 +265,11 @@ internal sealed partial class IscsiConnection
         }
     }
 
-    private static async Task WaitAllAsync(IscsiSession session, Task own, IReadOnlyList<(int, ScsiLun)> luns)
+    private async Task WaitAllAsync(IscsiSession session, Task own, IReadOnlyList<(int, ScsiLun)> luns)
     {
         await own;
         foreach (var (_, l) in luns)
-            await session.WaitAbortedAsync(l);
+            await Fabric.WaitAbortedAsync(l, session);
     }
 
     private async Task FinishTaskManagementAsync(IscsiSession session, TaskManagementFunction function, uint itt, (TaskManagementResponse Response, Task Done, ScsiLun? Lun) outcome)
@@ -278,7 +278,7 @@ internal sealed partial class IscsiConnection
         {
             await outcome.Done;
             if (outcome.Lun is not null)
-                await session.WaitAbortedAsync(outcome.Lun);
+                await Fabric.WaitAbortedAsync(outcome.Lun, session);
             var pdu = ControlPdu.Create(Opcode.TaskManagementResponse, Bhs.FinalFlag, itt);
             Bhs.TaskManagement.PutResponse(pdu.Header, outcome.Response);
             if (function == TaskManagementFunction.TargetColdReset && outcome.Response == TaskManagementResponse.FunctionComplete)

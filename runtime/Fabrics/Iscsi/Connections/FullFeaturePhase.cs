@@ -69,9 +69,10 @@ internal sealed partial class IscsiConnection
                     break;
             }
             if (Sender.Backlog > MaxSenderBacklog)
+            {
                 await Sender.FlushBatchAsync();
-            while (Sender.Backlog > MaxSenderBacklog && !IsClosed)
-                await Task.Delay(1);
+                await Sender.WaitForRoomAsync(MaxSenderBacklog);
+            }
         }
     }
 

@@ -172,6 +172,7 @@ internal sealed partial class IscsiConnection
         if (Interlocked.Exchange(ref closed, 1) != 0)
             return;
         closeReason = why;
+        Sender.ConnectionClosed();
         try { closing.Cancel(); } catch (ObjectDisposedException) { }
         try { socket.Shutdown(SocketShutdown.Both); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
         socket.Close();

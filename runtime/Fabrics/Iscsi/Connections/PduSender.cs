@@ -41,6 +41,9 @@ internal sealed class PduSender : IDisposable, IDeferredSend
     private ValueTask handedOverSend;
     private int backlog;
     private Task? loop;
+    // The reader waits for room in the queue (WaitForRoomAsync); created only then, completed where the backlog drops.
+    private TaskCompletionSource? room;
+    private int roomAt;
 
     public PduSender(Socket socket, IscsiConnection connection, uint initialStatSN)
     {
@@ -57,12 +60,15 @@ internal sealed class PduSender : IDisposable, IDeferredSend
     public async Task StopAsync()
     {
         bool signal;
+        TaskCompletionSource? waiter;
         lock (gate)
         {
             completed = true;
             signal = loopParked;
             loopParked = false;
+            waiter = TakeRoomWaiter();
         }
+        waiter?.TrySetResult();
         if (signal)
             wake.Set();
         if (loop is not null)
@@ -102,6 +108,38 @@ internal sealed class PduSender : IDisposable, IDeferredSend
             draining = true;
         }
         return DrainAsync(byReader: true);
+    }
+
+    /// <summary>
+    /// Completes when at most <paramref name="limit"/> items are queued, or when the sender
+    /// stops or the connection closes (the reader then finds it closed). One waiter: the reader.
+    /// </summary>
+    public Task WaitForRoomAsync(int limit)
+    {
+        lock (gate)
+        {
+            if (backlog <= limit || completed || connection.IsClosed)
+                return Task.CompletedTask;
+            roomAt = limit;
+            room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return room.Task;
+        }
+    }
+
+    /// <summary>The connection closed: a reader waiting for room must not wait for a writer that may never write again.</summary>
+    public void ConnectionClosed()
+    {
+        TaskCompletionSource? waiter;
+        lock (gate)
+            waiter = TakeRoomWaiter();
+        waiter?.TrySetResult();
+    }
+
+    private TaskCompletionSource? TakeRoomWaiter()
+    {
+        var waiter = room;
+        room = null;
+        return waiter;
     }
 
     public bool EnqueueResponse(IscsiCommand cmd) => Enqueue(new Outbound(OutboundKind.Response, cmd, null, default));
@@ -240,6 +278,7 @@ internal sealed class PduSender : IDisposable, IDeferredSend
             {
                 Outbound item;
                 var handOver = false;
+                TaskCompletionSource? roomMade = null;
                 lock (gate)
                 {
                     if (!pending.TryPeek(out item))
@@ -254,8 +293,11 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                     {
                         pending.Dequeue();
                         backlog--;
+                        if (room is not null && backlog <= roomAt)
+                            roomMade = TakeRoomWaiter();
                     }
                 }
+                roomMade?.TrySetResult();
                 if (item.Kind == OutboundKind.None || handOver)
                 {
                     var send = encoder.FlushAsync();
@@ -302,7 +344,7 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                         }
                         finally
                         {
-                            item.Command.Session.Recycle(item.Command); // on the wire, or lost with the connection
+                            item.Command!.Session.Recycle(item.Command); // on the wire, or lost with the connection
                         }
                         break;
                     case OutboundKind.R2T:
@@ -364,13 +406,16 @@ internal sealed class PduSender : IDisposable, IDeferredSend
     private void Stop()
     {
         bool signal;
+        TaskCompletionSource? waiter;
         lock (gate)
         {
             completed = true;
             draining = false;
             signal = loopParked;
             loopParked = false;
+            waiter = TakeRoomWaiter();
         }
+        waiter?.TrySetResult();
         if (signal)
             wake.Set();
     }

@@ -25,10 +25,11 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
     private uint expCmdSN, maxCmdSN;
     private int outstanding;
     private long buffered;
-    private int executingAborted;
     private uint nextTtt;
     private bool closed;
-    private TaskCompletionSource? drained;
+    // Those awaiting the end of some commands (abort, logout, close); null while nobody waits,
+    // so a command leaving costs one test for them.
+    private List<EndWaiter>? waiters;
 
     public IscsiSession(IscsiFabric fabric, IscsiOptions options, SessionParameters parameters, string initiatorName, ulong isid, ushort tsih,
         ScsiTarget? target, ItNexus? nexus, uint initialCmdSN, ILogger log)
@@ -110,8 +111,8 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
             if (last)
                 EndNexus(); // at once: the initiator may already be logging in again
             await AbortAsync(c => c.Connection == connection, coreAlso: true);
-            if (last)
-                await WaitDrainedAsync(TimeSpan.FromSeconds(60));
+            if (last && !await WhenEndedAsync(static _ => true, TimeSpan.FromSeconds(60)))
+                Log.Warning("iSCSI session {Initiator}: commands still running 60 s after close", InitiatorName);
         }
         finally
         {
@@ -392,10 +393,7 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         bool respond;
         lock (gate)
         {
-            var aborted = cmd.Aborted || cmd.Task.Aborted;
-            if (cmd.Aborted)
-                executingAborted--;
-            respond = !aborted && !cmd.Connection.IsClosed;
+            respond = !cmd.Aborted && !cmd.Task.Aborted && !cmd.Connection.IsClosed;
             if (respond)
                 cmd.State = CommandState.Responding;
         }
@@ -406,8 +404,10 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
     /// <summary>The sender is about to write the response: the command leaves the window.</summary>
     public void Responding(IscsiCommand cmd)
     {
+        EndWaiter? ended = null;
         lock (gate)
-            LeaveLocked(cmd);
+            LeaveLocked(cmd, ref ended);
+        Signal(ended);
     }
 
     /// <summary>The response is on the wire (or was dropped): the command object goes back to the pool.</summary>
@@ -426,22 +426,22 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         }
         cmd.Reset();
         lock (gate)
-        {
             if (pool.Count < Options.QueueDepth * 2)
                 pool.Push(cmd);
-            NotifyIfDrainedLocked();
-        }
     }
 
     /// <summary>Ends a command without a response.</summary>
     public void Retire(IscsiCommand cmd)
     {
+        EndWaiter? ended = null;
         lock (gate)
-            LeaveLocked(cmd);
+            LeaveLocked(cmd, ref ended);
         Recycle(cmd);
+        Signal(ended);
     }
 
-    private void LeaveLocked(IscsiCommand cmd)
+    /// <summary>The command leaves the task table, the command window and the delivery order; waiters whose last command it was are collected in <paramref name="ended"/>.</summary>
+    private void LeaveLocked(IscsiCommand cmd, ref EndWaiter? ended)
     {
         if (tasks.Remove(cmd.Itt, out var t) && t == cmd)
         {
@@ -450,6 +450,8 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
                 buffered -= b.Array.Length;
             else if (cmd.DataOut is { } d)
                 buffered -= d.Array.Length;
+            if (waiters is not null)
+                EndedLocked(cmd, ref ended);
         }
         else if (t is not null)
         {
@@ -460,27 +462,88 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         Unlink(cmd);
     }
 
-    private void NotifyIfDrainedLocked()
+    // ---- waiting for commands to end, without polling ----
+
+    /// <summary>Someone waiting for a set of commands to leave the task table.</summary>
+    private sealed class EndWaiter(HashSet<IscsiCommand> pending)
     {
-        if (drained is not null && tasks.Count == 0)
+        public readonly HashSet<IscsiCommand> Pending = pending;
+        public readonly TaskCompletionSource Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>Links the waiters one leaving command completed, so they are told after the lock.</summary>
+        public EndWaiter? NextEnded;
+    }
+
+    private void EndedLocked(IscsiCommand cmd, ref EndWaiter? ended)
+    {
+        var list = waiters!;
+        for (var i = list.Count - 1; i >= 0; i--)
         {
-            drained.TrySetResult();
-            drained = null;
+            var w = list[i];
+            if (w.Pending.Remove(cmd) && w.Pending.Count == 0)
+            {
+                list.RemoveAt(i);
+                w.NextEnded = ended;
+                ended = w;
+            }
+        }
+        if (list.Count == 0)
+            waiters = null;
+    }
+
+    private static void Signal(EndWaiter? ended)
+    {
+        for (; ended is not null; ended = ended.NextEnded)
+            ended.Done.TrySetResult();
+    }
+
+    /// <summary>Registers a waiter for <paramref name="commands"/>, all in the task table now; null when there are none.</summary>
+    private EndWaiter? WaitLocked(HashSet<IscsiCommand>? commands)
+    {
+        if (commands is null || commands.Count == 0)
+            return null;
+        var w = new EndWaiter(commands);
+        (waiters ??= new()).Add(w);
+        return w;
+    }
+
+    /// <summary>Waits for <paramref name="w"/>; false when <paramref name="timeout"/> passed first (the waiter is then withdrawn).</summary>
+    private async Task<bool> AwaitAsync(EndWaiter? w, TimeSpan timeout)
+    {
+        if (w is null)
+            return true;
+        try
+        {
+            await w.Done.Task.WaitAsync(timeout);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            lock (gate)
+            {
+                if (waiters is { } list && list.Remove(w) && list.Count == 0)
+                    waiters = null;
+            }
+            return false;
         }
     }
 
-    private async Task WaitDrainedAsync(TimeSpan timeout)
+    /// <summary>
+    /// Completes when every command that matches <paramref name="match"/> now has left the
+    /// session (ended, answered or dropped); false when <paramref name="timeout"/> passed first.
+    /// Commands that arrive later are not waited for. Costs nothing unless someone waits.
+    /// </summary>
+    public Task<bool> WhenEndedAsync(Func<IscsiCommand, bool> match, TimeSpan timeout)
     {
-        Task wait;
+        EndWaiter? w;
         lock (gate)
         {
-            if (tasks.Count == 0)
-                return;
-            drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            wait = drained.Task;
+            HashSet<IscsiCommand>? pending = null;
+            foreach (var c in tasks.Values)
+                if (match(c))
+                    (pending ??= new()).Add(c);
+            w = WaitLocked(pending);
         }
-        if (await Task.WhenAny(wait, Task.Delay(timeout)) != wait)
-            Log.Warning("iSCSI session {Initiator}: commands still running {Seconds} s after close", InitiatorName, timeout.TotalSeconds);
+        return w is null ? Task.FromResult(true) : AwaitAsync(w, timeout);
     }
 
     // ---- task management ----
@@ -494,6 +557,7 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
     {
         var dropped = new List<IscsiCommand>();
         var inCore = new List<IscsiCommand>();
+        EndWaiter? w;
         lock (gate)
         {
             foreach (var c in tasks.Values)
@@ -506,36 +570,23 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
                 else if (c.State == CommandState.Receiving)
                     dropped.Add(c);
                 else
-                {
-                    executingAborted++;
                     inCore.Add(c);
-                }
             }
+            // Registered in the same lock that found them, so none can end unnoticed in between.
+            w = WaitLocked(inCore.Count == 0 ? null : new HashSet<IscsiCommand>(inCore));
         }
         foreach (var c in dropped)
             Retire(c);
         if (coreAlso)
             foreach (var c in inCore)
                 c.Task.RunningOn?.AbortTasks(t => t == c.Task);
-        await WaitAbortedAsync(null);
+        if (!await AwaitAsync(w, AbortTimeout))
+            Log.Warning("iSCSI session {Initiator}: aborted commands did not finish within {Seconds} s", InitiatorName, AbortTimeout.TotalSeconds);
         return dropped.Count + inCore.Count;
     }
 
-    /// <summary>Waits until this session's aborted commands, and the LUN's aborted tasks, have left the core.</summary>
-    public async Task WaitAbortedAsync(ScsiLun? lun)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (DateTime.UtcNow < deadline)
-        {
-            bool busy;
-            lock (gate)
-                busy = executingAborted > 0;
-            if (!busy && (lun is null || lun.FindTask(static t => t.Aborted) is null))
-                return;
-            await Task.Delay(1);
-        }
-        Log.Warning("iSCSI session {Initiator}: aborted commands did not finish within 60 s", InitiatorName);
-    }
+    /// <summary>How long task management and connection ends wait for aborted commands to leave the core.</summary>
+    public static readonly TimeSpan AbortTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// The command a Data-Out belongs to, marked busy for the reader; null when there is
@@ -590,18 +641,8 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         return true;
     }
 
-    /// <summary>Waits until no command that matches is outstanding (before a logout response).</summary>
-    public async Task WaitIdleAsync(Func<IscsiCommand, bool> match, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            lock (gate)
-                if (!tasks.Values.Any(match))
-                    return;
-            await Task.Delay(1);
-        }
-    }
+    /// <summary>Waits until the commands that match now have ended and their responses are queued (before a logout response).</summary>
+    public Task WaitIdleAsync(Func<IscsiCommand, bool> match, TimeSpan timeout) => WhenEndedAsync(match, timeout);
 
     /// <summary>The command an ABORT TASK names, if it can still be aborted.</summary>
     public IscsiCommand? FindAbortable(uint itt)
