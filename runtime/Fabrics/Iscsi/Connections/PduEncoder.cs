@@ -87,7 +87,8 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
     /// A command's read data and status: Data-In PDUs cut at the initiator's
     /// MaxRecvDataSegmentLength with F at each MaxBurstLength, the status in the last one when
     /// there is no sense data (RFC 7143 11.7.4), else a SCSI Response after them. Residuals
-    /// are <see cref="Residual.Of"/>'s.
+    /// are <see cref="Residual.Of"/>'s. The window is the one the session took when the command
+    /// left it (<see cref="IscsiCommand.Window"/>).
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteResponseAsync(IscsiCommand cmd)
@@ -100,8 +101,8 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
         // A Data-In has no Bidirectional Read Residual Count: a bidirectional command's status
         // always goes in a SCSI Response.
         var statusInData = send > 0 && task.SenseLength == 0 && !(cmd.Read && cmd.Write);
-        var session = cmd.Session;
-        var maxBurst = session.Parameters.MaxBurstLength;
+        var window = cmd.Window;
+        var maxBurst = cmd.Session.Parameters.MaxBurstLength;
         var offset = 0;
         var burstLeft = maxBurst;
         while (offset < send)
@@ -125,7 +126,7 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
                 Bhs.DataIn.PutResidualCount(h, residual.Count);
             }
             Bhs.PutFlags(h, flags);
-            Bhs.PutWindow(h, session.Window());
+            Bhs.PutWindow(h, window);
             Bhs.DataIn.PutDataSN(h, cmd.DataInPdus++);
             Bhs.DataIn.PutBufferOffset(h, (uint)offset);
             CommitHeader(parameters.HeaderDigest);
@@ -148,7 +149,7 @@ internal sealed class PduEncoder(Socket socket, ConnectionParameters parameters,
         Bhs.PutDataSegmentLength(r, dataLength);
         Bhs.PutInitiatorTaskTag(r, cmd.Itt);
         Bhs.PutStatSN(r, statSN++);
-        Bhs.PutWindow(r, session.Window());
+        Bhs.PutWindow(r, window);
         Bhs.ScsiResponse.PutExpDataSN(r, cmd.DataInPdus + cmd.NextR2TSN); // Data-In and R2T PDUs sent for it
         Bhs.ScsiResponse.PutBidirectionalReadResidualCount(r, residual.BidirectionalReadCount);
         Bhs.ScsiResponse.PutResidualCount(r, residual.Count);

@@ -337,10 +337,9 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                 switch (item.Kind)
                 {
                     case OutboundKind.Response:
-                        item.Command!.Session.Responding(item.Command); // it leaves the command window
                         try
                         {
-                            await encoder.WriteResponseAsync(item.Command);
+                            await encoder.WriteResponseAsync(item.Command!);
                         }
                         finally
                         {
@@ -433,7 +432,7 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                 backlog--;
             }
             if (item.Command is { } cmd)
-                cmd.Session.Retire(cmd);
+                cmd.Session.Recycle(cmd); // a queued response: the command already left the session's window
             item.Pdu?.Data?.Dispose();
         }
     }

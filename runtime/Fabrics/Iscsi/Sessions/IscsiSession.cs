@@ -18,8 +18,11 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
     private readonly object gate = new();
     private readonly Dictionary<uint, IscsiCommand> tasks = new();
     private readonly Dictionary<uint, IscsiCommand?> held = new();
-    private readonly Stack<IscsiCommand> pool = new();
     private readonly List<IscsiConnection> connections = new();
+    // Command objects for reuse, under their own lock: the reader rents and the sender returns
+    // them without touching the session lock that every command's ordering takes.
+    private readonly object poolGate = new();
+    private readonly Stack<IscsiCommand> pool = new();
     private IscsiCommand? head, tail;
     private bool pumping, pumpAgain;
     private uint expCmdSN, maxCmdSN;
@@ -262,10 +265,10 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
 
     public IscsiCommand Rent()
     {
-        lock (gate)
+        lock (poolGate)
             if (pool.TryPop(out var c))
             {
-                c.Pooled = false;
+                c.MarkRented();
                 return c;
             }
         var cmd = new IscsiCommand(this, Parameters.MaxOutstandingR2T);
@@ -387,45 +390,52 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         return null;
     }
 
-    /// <summary>The core finished a command: queue its response unless it was aborted or its connection is gone.</summary>
+    /// <summary>
+    /// The core finished a command: it leaves the session's window and its response is queued,
+    /// unless it was aborted or its connection is gone.
+    /// </summary>
+    /// <remarks>
+    /// This is the one time a response takes the session lock. Leaving the window here, not
+    /// when the sender gets to the response, is safe: the initiator cannot reuse the ITT or
+    /// count on the slot before it has the response, an abort that finds the command gone
+    /// answers as it would for one already responding, and a logout waiting for the command is
+    /// told only once the response is queued ahead of its own. The window the response
+    /// advertises is taken in the same lock, with this command's slot already free; both
+    /// numbers only grow, so it is still true when the sender writes it later (an initiator
+    /// keeps the larger values it has seen, RFC 7143 4.2.2.1). Returning the object to the
+    /// pool after the send takes only the pool's lock.
+    /// </remarks>
     public void Executed(IscsiCommand cmd)
     {
         bool respond;
+        EndWaiter? ended = null;
         lock (gate)
         {
             respond = !cmd.Aborted && !cmd.Task.Aborted && !cmd.Connection.IsClosed;
+            LeaveLocked(cmd, ref ended);
             if (respond)
+            {
                 cmd.State = CommandState.Responding;
+                cmd.Window = WindowLocked();
+            }
         }
         if (!respond || !cmd.Connection.Sender.EnqueueResponse(cmd))
-            Retire(cmd);
-    }
-
-    /// <summary>The sender is about to write the response: the command leaves the window.</summary>
-    public void Responding(IscsiCommand cmd)
-    {
-        EndWaiter? ended = null;
-        lock (gate)
-            LeaveLocked(cmd, ref ended);
+            Recycle(cmd);
         Signal(ended);
     }
 
     /// <summary>The response is on the wire (or was dropped): the command object goes back to the pool.</summary>
     public void Recycle(IscsiCommand cmd)
     {
-        lock (gate)
+        // A command completed twice would sit in the pool twice and carry two initiators'
+        // commands at once; refuse the second return loudly instead.
+        if (!cmd.TryMarkPooled())
         {
-            // A command completed twice would sit in the pool twice and carry two initiators'
-            // commands at once; refuse the second return loudly instead.
-            if (cmd.Pooled)
-            {
-                Log.Error("iSCSI session {Initiator}: a command object was returned twice (ITT 0x{Itt:x8}); the second return is ignored", InitiatorName, cmd.Itt);
-                return;
-            }
-            cmd.Pooled = true;
+            Log.Error("iSCSI session {Initiator}: a command object was returned twice (ITT 0x{Itt:x8}); the second return is ignored", InitiatorName, cmd.Itt);
+            return;
         }
         cmd.Reset();
-        lock (gate)
+        lock (poolGate)
             if (pool.Count < Options.QueueDepth * 2)
                 pool.Push(cmd);
     }
