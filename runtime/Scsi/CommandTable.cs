@@ -20,6 +20,12 @@ internal enum CommandFlags
     ZeroMeans256 = 8,
     /// <summary>Runs alone in the task set, like an ORDERED task: atomic against every other command (COMPARE AND WRITE, ORWRITE).</summary>
     Exclusive = 16,
+    /// <summary>
+    /// May run on the fabric's network thread when the LU's device is non-blocking
+    /// (<see cref="DeviceCapabilities.NonBlocking"/>): plain READ and WRITE, which go straight
+    /// to one device call. Everything else may emulate, lock or wait, and runs from the pool.
+    /// </summary>
+    MayRunInline = 32,
 }
 
 /// <summary>
@@ -59,6 +65,7 @@ internal static class CommandTable
     static CommandTable()
     {
         const CommandFlags M = CommandFlags.MediumAccess, W = CommandFlags.Writes | CommandFlags.MediumAccess, U = CommandFlags.IgnoresUnitAttention;
+        const CommandFlags Inline = CommandFlags.MayRunInline;
         // Reservation classes follow SPC-4 5.13.1 and SBC-3 4.17 ("commands that are allowed in the presence of various reservations").
         var free = ReservationRule.Unrestricted;
         var allowed = ReservationRule.PersistentlyAllowed;
@@ -75,14 +82,14 @@ internal static class CommandTable
         Add("READ CAPACITY(10)", [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0], CapacityCommands.ReadCapacity10, allowed, M);
         Add("READ CAPACITY(16)", [0x9E, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0], CapacityCommands.ReadCapacity16, allowed, M, sa: 0x10);
 
-        Add("READ(6)", [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0], MediumCommands.Read, read, M | CommandFlags.ZeroMeans256, RangeLayout.Cdb6);
-        Add("READ(10)", [0x28, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Read, read, M, RangeLayout.Cdb10);
-        Add("READ(12)", [0xA8, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Read, read, M, RangeLayout.Cdb12);
-        Add("READ(16)", [0x88, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Read, read, M, RangeLayout.Cdb16);
-        Add("WRITE(6)", [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0], MediumCommands.Write, write, W | CommandFlags.ZeroMeans256, RangeLayout.Cdb6);
-        Add("WRITE(10)", [0x2A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Write, write, W, RangeLayout.Cdb10);
-        Add("WRITE(12)", [0xAA, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Write, write, W, RangeLayout.Cdb12);
-        Add("WRITE(16)", [0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Write, write, W, RangeLayout.Cdb16);
+        Add("READ(6)", [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0], MediumCommands.Read, read, M | Inline | CommandFlags.ZeroMeans256, RangeLayout.Cdb6);
+        Add("READ(10)", [0x28, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Read, read, M | Inline, RangeLayout.Cdb10);
+        Add("READ(12)", [0xA8, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Read, read, M | Inline, RangeLayout.Cdb12);
+        Add("READ(16)", [0x88, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Read, read, M | Inline, RangeLayout.Cdb16);
+        Add("WRITE(6)", [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0], MediumCommands.Write, write, W | Inline | CommandFlags.ZeroMeans256, RangeLayout.Cdb6);
+        Add("WRITE(10)", [0x2A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Write, write, W | Inline, RangeLayout.Cdb10);
+        Add("WRITE(12)", [0xAA, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Write, write, W | Inline, RangeLayout.Cdb12);
+        Add("WRITE(16)", [0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Write, write, W | Inline, RangeLayout.Cdb16);
         Add("VERIFY(10)", [0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.Verify, read, M, RangeLayout.Cdb10);
         Add("VERIFY(12)", [0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Verify, read, M, RangeLayout.Cdb12);
         Add("VERIFY(16)", [0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.Verify, read, M, RangeLayout.Cdb16);

@@ -121,4 +121,53 @@ public sealed class ProtocolUnitTests
         Assert.Equal(1, cdb[8]);
         Assert.False(TransferLength.TryTruncateWrite(cdb, 512, 200));
     }
+
+    // Residuals (RFC 7143 11.4.5): SPDTL against EDTL per direction. O/U = 0x04/0x02 (the one
+    // transfer, or the write part of a bidirectional command), o/u = 0x10/0x08 (its read part).
+    // Columns: R, W, data-in produced, expected data-in, data-out the CDB asks (-1 unknown),
+    // expected data-out (EDTL), then flags, Residual Count, Bidirectional Read Residual Count.
+    [Theory]
+    [InlineData(true, false, 4096, 4096, -1, 0, 0x00, 0u, 0u)]            // read, exact
+    [InlineData(true, false, 512, 4096, -1, 0, 0x02, 3584u, 0u)]          // read, the command produced less: underflow
+    [InlineData(true, false, 0, 4096, -1, 0, 0x02, 4096u, 0u)]            // read that ended in CHECK CONDITION: nothing sent
+    [InlineData(true, false, 8192, 4096, -1, 0, 0x04, 4096u, 0u)]         // read, EDTL too small: overflow
+    [InlineData(false, true, 0, 0, 4096, 4096, 0x00, 0u, 0u)]             // write, exact
+    [InlineData(false, true, 0, 0, 8192, 4096, 0x04, 4096u, 0u)]          // write, CDB asks more than EDTL: overflow
+    [InlineData(false, true, 0, 0, 2048, 4096, 0x02, 2048u, 0u)]          // write, EDTL more than the CDB asks: underflow
+    [InlineData(false, true, 0, 0, 0, 512, 0x02, 512u, 0u)]               // write whose CDB transfers nothing (VERIFY BYTCHK 0)
+    [InlineData(false, true, 0, 0, -1, 4096, 0x00, 0u, 0u)]               // write of a command this target cannot size: no claim
+    [InlineData(false, true, 0, 0, 1L << 40, 4096, 0x04, uint.MaxValue, 0u)] // a CDB beyond 4 GiB: the count saturates
+    [InlineData(false, false, 0, 0, -1, 0, 0x00, 0u, 0u)]                 // no data either way (TEST UNIT READY)
+    [InlineData(false, false, 96, 0, -1, 0, 0x04, 96u, 0u)]               // data-in the initiator did not ask for (no R bit)
+    [InlineData(false, true, 96, 0, -1, 4096, 0x04, 96u, 0u)]             // W only, yet data-in produced: reported as the one transfer
+    [InlineData(true, true, 512, 512, 4096, 4096, 0x00, 0u, 0u)]          // bidirectional, both exact
+    [InlineData(true, true, 256, 512, 4096, 4096, 0x08, 0u, 256u)]        // bidirectional, read part underflow only
+    [InlineData(true, true, 1024, 512, 8192, 4096, 0x14, 4096u, 512u)]    // bidirectional, both parts overflow
+    [InlineData(true, true, 1024, 512, 2048, 4096, 0x12, 2048u, 512u)]    // bidirectional, read overflow and write underflow
+    [InlineData(true, true, 0, 512, -1, 4096, 0x08, 0u, 512u)]            // bidirectional, write part unknown: only the read residual
+    public void Residuals_follow_RFC_7143(bool read, bool write, long dataIn, long expectedIn, long dataOut, long expectedOut,
+        int flags, uint count, uint bidirectionalReadCount)
+    {
+        var r = Residual.Of(read, write, dataIn, expectedIn, dataOut, expectedOut);
+        Assert.Equal(((ResidualFlags)flags, count, bidirectionalReadCount), (r.Flags, r.Count, r.BidirectionalReadCount));
+    }
+
+    [Fact]
+    public void Residual_flags_are_the_wire_bits_of_a_SCSI_Response()
+    {
+        // RFC 7143 11.4.1, byte 1 (bit 0 the most significant): bit 3 o, 4 u, 5 O, 6 U.
+        Assert.Equal(0x80 >> 3, (int)ResidualFlags.BidirectionalReadOverflow);
+        Assert.Equal(0x80 >> 4, (int)ResidualFlags.BidirectionalReadUnderflow);
+        Assert.Equal(0x80 >> 5, (int)ResidualFlags.Overflow);
+        Assert.Equal(0x80 >> 6, (int)ResidualFlags.Underflow);
+    }
+
+    [Fact]
+    public void Only_READ_and_WRITE_may_run_on_the_network_thread()
+    {
+        var inline = CommandTable.All.Where(c => (c.Flags & CommandFlags.MayRunInline) != 0).Select(c => c.Name).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(["READ(10)", "READ(12)", "READ(16)", "READ(6)", "WRITE(10)", "WRITE(12)", "WRITE(16)", "WRITE(6)"], inline);
+        Assert.True(CommandTable.Find(Cdbs.Read10(0, 1)) is { } read && (read.Flags & CommandFlags.MayRunInline) != 0);
+        Assert.True(CommandTable.Find(Cdbs.Write16(0, 1)) is { } write && (write.Flags & CommandFlags.MayRunInline) != 0);
+    }
 }

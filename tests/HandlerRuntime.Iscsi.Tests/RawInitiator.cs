@@ -36,9 +36,12 @@ public sealed class RawInitiator : IAsyncDisposable
     public bool ImmediateData { get; private set; } = true;
     public int NopInsAnswered { get; private set; }
 
-    public static async Task<RawInitiator> ConnectAsync(int port)
+    /// <summary>Connects; <paramref name="socketBufferBytes"/> fixes this side's socket buffers (the kernel then does not grow them).</summary>
+    public static async Task<RawInitiator> ConnectAsync(int port, int socketBufferBytes = 0)
     {
         var c = new TcpClient { NoDelay = true };
+        if (socketBufferBytes > 0)
+            (c.ReceiveBufferSize, c.SendBufferSize) = (socketBufferBytes, socketBufferBytes);
         await c.ConnectAsync("127.0.0.1", port);
         return new RawInitiator(c);
     }
@@ -206,6 +209,19 @@ public sealed class RawInitiator : IAsyncDisposable
         BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(28), expStatSN);
         BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(36), dataSN);
         BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(40), (uint)offset);
+        return SendPduAsync(h, data);
+    }
+
+    /// <summary>Sends an immediate NOP-Out that asks for an answer (ITT <paramref name="tag"/>), with ping data; the NOP-In echoes it.</summary>
+    public Task SendNopOutAsync(uint tag, byte[] data)
+    {
+        var h = new byte[48];
+        h[0] = 0x40; // NOP-Out, immediate: no CmdSN taken
+        h[1] = 0x80;
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(16), tag);
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(20), 0xFFFFFFFF);
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(24), cmdSN);
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(28), expStatSN);
         return SendPduAsync(h, data);
     }
 

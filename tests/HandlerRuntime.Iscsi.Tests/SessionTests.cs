@@ -96,6 +96,55 @@ public sealed class SessionTests
         Assert.Equal(0, await raw.LogoutAsync());
     }
 
+    /// <summary>
+    /// The target queues at most 4096 PDUs for a connection whose initiator does not read; then
+    /// that connection's reader waits (for a signal, not a timer) until the queue drains, while
+    /// other sessions go on. With this side's socket buffers small, 100 000 pings of 512 bytes are
+    /// far more than the kernel buffers, the 4096 queued answers and the target's receive buffer
+    /// hold together, so the sending must stall until this side reads.
+    /// </summary>
+    [Fact]
+    public async Task An_initiator_that_stops_reading_stalls_only_its_own_connection_and_gets_every_answer_when_it_reads()
+    {
+        const int Pings = 100_000;
+        await using var d = await Daemons.StartRamAsync("16M");
+        await using var raw = await RawInitiator.ConnectAsync(d.Port, socketBufferBytes: 64 * 1024);
+        Assert.Equal(0, await raw.LoginAsync(Initiator, Daemons.Target, isid: 0x4000000000A0));
+        static byte[] Payload(int i)
+        {
+            var p = new byte[512];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(p, i);
+            return p;
+        }
+        var sending = Task.Run(async () =>
+        {
+            for (var i = 0; i < Pings; i++)
+                await raw.SendNopOutAsync((uint)i, Payload(i));
+        });
+        await Task.WhenAny(sending, Task.Delay(TimeSpan.FromSeconds(3)));
+        Assert.False(sending.IsCompleted, $"the target took all {Pings} pings though none of its answers was read");
+
+        // Another session is served meanwhile.
+        await using (var other = await RawInitiator.ConnectAsync(d.Port))
+        {
+            Assert.Equal(0, await other.LoginAsync(Initiator, Daemons.Target, isid: 0x4000000000A1));
+            await other.CommandAsync(new byte[6]).WaitAsync(TimeSpan.FromSeconds(10)); // takes the power-on unit attention
+            Assert.Equal(0, (await other.CommandAsync(new byte[6]).WaitAsync(TimeSpan.FromSeconds(10))).Status);
+        }
+
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        for (var i = 0; i < Pings; i++)
+        {
+            var (reply, data) = await raw.ReceivePduAsync().WaitAsync(limit.Token);
+            Assert.Equal(0x20, reply[0] & 0x3F);
+            Assert.Equal((uint)i, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(16)));
+            if (!data.AsSpan().SequenceEqual(Payload(i)))
+                Assert.Fail($"NOP-In {i} does not echo its ping's data");
+        }
+        await sending.WaitAsync(limit.Token);
+        Assert.Equal(0, await raw.LogoutAsync());
+    }
+
     [Fact]
     public async Task SendTargets_in_a_discovery_session_lists_targets_with_their_portal()
     {

@@ -20,7 +20,7 @@ internal enum StatSNUse : byte
 /// </summary>
 internal sealed class ControlPdu
 {
-    public readonly byte[] Header = new byte[48];
+    public readonly byte[] Header = new byte[Protocol.Bhs.Length];
     public BufferPool.PooledBuffer? Data;
     public int DataLength;
     public StatSNUse StatSN = StatSNUse.Advance;
@@ -36,9 +36,9 @@ internal sealed class ControlPdu
     public static ControlPdu Create(Protocol.Opcode opcode, byte flags, uint itt, ReadOnlySpan<byte> data = default)
     {
         var pdu = new ControlPdu();
-        pdu.Header[0] = (byte)opcode;
-        pdu.Header[1] = flags;
-        Protocol.Bhs.Put32(pdu.Header, 16, itt);
+        Protocol.Bhs.PutOpcode(pdu.Header, opcode);
+        Protocol.Bhs.PutFlags(pdu.Header, flags);
+        Protocol.Bhs.PutInitiatorTaskTag(pdu.Header, itt);
         if (!data.IsEmpty)
         {
             pdu.Data = BufferPool.Shared.Rent(data.Length);

@@ -22,11 +22,11 @@ internal sealed partial class IscsiConnection
     {
         var h = header.AsSpan();
         var final = Bhs.Final(h);
-        var more = (h[1] & 0x40) != 0;
+        var more = Bhs.Text.Continue(h);
         var itt = Bhs.InitiatorTaskTag(h);
-        var ttt = Bhs.U32(h, 20);
+        var ttt = Bhs.TargetTransferTag(h);
         var immediate = Bhs.Immediate(h);
-        var cmdSN = Bhs.U32(h, 24);
+        var cmdSN = Bhs.CmdSN(h);
         if (!immediate && !session.AcceptCmdSN(cmdSN))
         {
             await SkipSegmentAsync();
@@ -53,7 +53,7 @@ internal sealed partial class IscsiConnection
         if (more || !final)
         {
             var ack = ControlPdu.Create(Opcode.TextResponse, 0, itt);
-            Bhs.Put32(ack.Header, 20, session.NextTtt());
+            Bhs.PutTargetTransferTag(ack.Header, session.NextTtt());
             Sender.Enqueue(ack);
             return;
         }
@@ -76,7 +76,7 @@ internal sealed partial class IscsiConnection
                 case "MaxRecvDataSegmentLength":
                     // Declarative and allowed in full feature phase: our sends follow it from now on.
                     if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var m) && m is >= 512 and <= 16777215)
-                        Sender.MaxSegment = Parameters.InitiatorMaxRecvDataSegmentLength = m;
+                        Parameters.InitiatorMaxRecvDataSegmentLength = m;
                     else
                         TextKeys.Append(reply, key, "Reject");
                     break;
@@ -94,8 +94,8 @@ internal sealed partial class IscsiConnection
         var p = pendingText!;
         var n = Math.Min(p.Text.Length - p.Offset, Parameters.InitiatorMaxRecvDataSegmentLength);
         var last = p.Offset + n == p.Text.Length;
-        var pdu = ControlPdu.Create(Opcode.TextResponse, (byte)(last ? 0x80 : 0x40), itt, p.Text.AsSpan(p.Offset, n));
-        Bhs.Put32(pdu.Header, 20, last ? Bhs.ReservedTag : p.Ttt);
+        var pdu = ControlPdu.Create(Opcode.TextResponse, last ? Bhs.FinalFlag : Bhs.Text.ContinueFlag, itt, p.Text.AsSpan(p.Offset, n));
+        Bhs.PutTargetTransferTag(pdu.Header, last ? Bhs.ReservedTag : p.Ttt);
         p.Offset += n;
         if (last)
             pendingText = null;
@@ -126,11 +126,11 @@ internal sealed partial class IscsiConnection
     private async ValueTask OnLogoutAsync(IscsiSession session)
     {
         var h = header.AsSpan();
-        var reason = h[1] & 0x7F;
+        var reason = Bhs.Logout.ReasonCode(h);
         var itt = Bhs.InitiatorTaskTag(h);
-        var cid = Bhs.U16(h, 20);
+        var cid = Bhs.Logout.Cid(h);
         var immediate = Bhs.Immediate(h);
-        var cmdSN = Bhs.U32(h, 24);
+        var cmdSN = Bhs.CmdSN(h);
         await SkipSegmentAsync();
         if (!immediate && !session.AcceptCmdSN(cmdSN))
             return;
@@ -167,10 +167,10 @@ internal sealed partial class IscsiConnection
                 Reject(RejectReason.InvalidPduField);
                 return;
         }
-        var pdu = ControlPdu.Create(Opcode.LogoutResponse, 0x80, itt);
-        pdu.Header[2] = response;
-        Bhs.Put16(pdu.Header, 40, (ushort)session.Parameters.DefaultTime2Wait);
-        Bhs.Put16(pdu.Header, 42, (ushort)session.Parameters.DefaultTime2Retain);
+        var pdu = ControlPdu.Create(Opcode.LogoutResponse, Bhs.FinalFlag, itt);
+        Bhs.Logout.PutResponse(pdu.Header, response);
+        Bhs.Logout.PutTime2Wait(pdu.Header, (ushort)session.Parameters.DefaultTime2Wait);
+        Bhs.Logout.PutTime2Retain(pdu.Header, (ushort)session.Parameters.DefaultTime2Retain);
         pdu.CloseAfter = closeThis;
         pdu.AfterSend = after;
         Log.Information("iSCSI {Remote}: logout ({What}) of {Initiator}", RemoteEndPoint, reason == 0 ? "session" : "connection", session.InitiatorName);
@@ -189,11 +189,11 @@ internal sealed partial class IscsiConnection
     private async ValueTask OnTaskManagementAsync(IscsiSession session)
     {
         var h = header.AsSpan();
-        var function = (TaskManagementFunction)(h[1] & 0x7F);
+        var function = Bhs.TaskManagement.Function(h);
         var itt = Bhs.InitiatorTaskTag(h);
-        var referenced = Bhs.U32(h, 20);
+        var referenced = Bhs.TaskManagement.ReferencedTaskTag(h);
         var immediate = Bhs.Immediate(h);
-        var cmdSN = Bhs.U32(h, 24);
+        var cmdSN = Bhs.CmdSN(h);
         var lunNumber = ScsiTarget.DecodeLun(Bhs.Lun(h));
         await SkipSegmentAsync();
         if (!immediate && !session.AcceptCmdSN(cmdSN))
@@ -265,11 +265,11 @@ internal sealed partial class IscsiConnection
         }
     }
 
-    private static async Task WaitAllAsync(IscsiSession session, Task own, IReadOnlyList<(int, ScsiLun)> luns)
+    private async Task WaitAllAsync(IscsiSession session, Task own, IReadOnlyList<(int, ScsiLun)> luns)
     {
         await own;
         foreach (var (_, l) in luns)
-            await session.WaitAbortedAsync(l);
+            await Fabric.WaitAbortedAsync(l, session);
     }
 
     private async Task FinishTaskManagementAsync(IscsiSession session, TaskManagementFunction function, uint itt, (TaskManagementResponse Response, Task Done, ScsiLun? Lun) outcome)
@@ -278,9 +278,9 @@ internal sealed partial class IscsiConnection
         {
             await outcome.Done;
             if (outcome.Lun is not null)
-                await session.WaitAbortedAsync(outcome.Lun);
-            var pdu = ControlPdu.Create(Opcode.TaskManagementResponse, 0x80, itt);
-            pdu.Header[2] = (byte)outcome.Response;
+                await Fabric.WaitAbortedAsync(outcome.Lun, session);
+            var pdu = ControlPdu.Create(Opcode.TaskManagementResponse, Bhs.FinalFlag, itt);
+            Bhs.TaskManagement.PutResponse(pdu.Header, outcome.Response);
             if (function == TaskManagementFunction.TargetColdReset && outcome.Response == TaskManagementResponse.FunctionComplete)
             {
                 var target = session.Target!;

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using HandlerRuntime.Buffers;
 using HandlerRuntime.Fabrics.Iscsi.Protocol;
@@ -70,9 +69,10 @@ internal sealed partial class IscsiConnection
                     break;
             }
             if (Sender.Backlog > MaxSenderBacklog)
+            {
                 await Sender.FlushBatchAsync();
-            while (Sender.Backlog > MaxSenderBacklog && !IsClosed)
-                await Task.Delay(1);
+                await Sender.WaitForRoomAsync(MaxSenderBacklog);
+            }
         }
     }
 
@@ -85,9 +85,9 @@ internal sealed partial class IscsiConnection
         var h = header.AsSpan();
         var immediate = Bhs.Immediate(h);
         var final = Bhs.Final(h);
-        var read = (h[1] & 0x40) != 0;
-        var write = (h[1] & 0x20) != 0;
-        var edtl = Bhs.U32(h, 20);
+        var read = Bhs.ScsiCommand.Read(h);
+        var write = Bhs.ScsiCommand.Write(h);
+        var edtl = Bhs.ScsiCommand.ExpectedDataTransferLength(h);
         string? invalid = null;
         if (edtl > int.MaxValue)
             invalid = "Expected Data Transfer Length too large";
@@ -103,19 +103,20 @@ internal sealed partial class IscsiConnection
             invalid = "F bit clear, but no unsolicited Data-Out may follow";
         var cdbExtra = default(ReadOnlySpan<byte>);
         uint bidiReadLength = 0;
-        for (var at = Bhs.Length; invalid is null && at < Bhs.Length + ahsLength;)
+        // TotalAHSLength counts 4-byte words, so at least a word is left wherever an AHS starts.
+        for (var ahs = h.Slice(Bhs.Length, ahsLength); invalid is null && !ahs.IsEmpty;)
         {
-            var len = Bhs.U16(h, at);
-            var type = h[at + 2];
-            if (at + 3 + len > Bhs.Length + ahsLength)
+            var len = Bhs.Ahs.Length(ahs);
+            var type = Bhs.Ahs.Type(ahs);
+            if (Bhs.Ahs.Size(len) > ahs.Length)
                 invalid = "AHS overruns its length";
-            else if (type == 1 && len > 1)
-                cdbExtra = h.Slice(at + 4, len - 1); // extended CDB
-            else if (type == 2 && len == 5)
-                bidiReadLength = Bhs.U32(h, at + 4);
+            else if (type == Bhs.Ahs.ExtendedCdbType && len > 1)
+                cdbExtra = Bhs.Ahs.ExtendedCdb(ahs, len);
+            else if (type == Bhs.Ahs.BidirectionalReadLengthType && len == Bhs.Ahs.BidirectionalReadAhsLength)
+                bidiReadLength = Bhs.Ahs.BidirectionalReadLength(ahs);
             else
                 invalid = $"unknown AHS type {type}";
-            at += (3 + len + 3) & ~3;
+            ahs = ahs[Math.Min(Bhs.Ahs.PaddedSize(len), ahs.Length)..];
         }
         if (invalid is not null)
         {
@@ -129,19 +130,20 @@ internal sealed partial class IscsiConnection
         var task = cmd.Task;
         cmd.Connection = this;
         cmd.Itt = Bhs.InitiatorTaskTag(h);
-        cmd.CmdSN = Bhs.U32(h, 24);
+        cmd.CmdSN = Bhs.CmdSN(h);
         cmd.Immediate = immediate;
-        cmd.LunField = BinaryPrimitives.ReadUInt64BigEndian(h[8..]);
+        cmd.LunField = Bhs.LunField(h);
         cmd.Read = read;
         cmd.Write = write;
         cmd.Edtl = (int)edtl;
-        Span<byte> cdb = stackalloc byte[16 + cdbExtra.Length];
-        h.Slice(32, 16).CopyTo(cdb);
-        cdbExtra.CopyTo(cdb[16..]);
+        var cdbStart = Bhs.ScsiCommand.Cdb(h);
+        Span<byte> cdb = stackalloc byte[cdbStart.Length + cdbExtra.Length];
+        cdbStart.CopyTo(cdb);
+        cdbExtra.CopyTo(cdb[cdbStart.Length..]);
         task.Nexus = session.Nexus!;
         task.Lun = ScsiTarget.DecodeLun(Bhs.Lun(h));
         task.Tag = cmd.Itt;
-        task.Attribute = (h[1] & 7) switch
+        task.Attribute = Bhs.ScsiCommand.Attribute(h) switch
         {
             2 => TaskAttribute.Ordered,
             3 => TaskAttribute.HeadOfQueue,
@@ -174,6 +176,7 @@ internal sealed partial class IscsiConnection
             cmd.UnsolicitedDone = true;
         }
         task.SetCdb(cdb);
+        cmd.Command = CommandTable.Find(cdb);
 
         cmd.ReaderBusy = true;
         bool admitted;
@@ -236,7 +239,7 @@ internal sealed partial class IscsiConnection
             else
                 cmd.NextR2TOffset += length;
             cmd.OutstandingR2Ts++;
-            Sender.EnqueueR2T(cmd.Itt, cmd.LunField, ttt, cmd.NextR2TSN++, start, length);
+            Sender.EnqueueR2T(new R2TRequest(cmd.Itt, cmd.LunField, ttt, cmd.NextR2TSN++, start, length));
         }
     }
 
@@ -248,9 +251,9 @@ internal sealed partial class IscsiConnection
         var h = header.AsSpan();
         var final = Bhs.Final(h);
         var itt = Bhs.InitiatorTaskTag(h);
-        var ttt = Bhs.U32(h, 20);
-        var dataSN = Bhs.U32(h, 36);
-        var offset = Bhs.U32(h, 40);
+        var ttt = Bhs.TargetTransferTag(h);
+        var dataSN = Bhs.DataOut.DataSN(h);
+        var offset = Bhs.DataOut.BufferOffset(h);
         var cmd = session.BeginDataOut(itt, this);
         if (cmd is null)
         {
@@ -351,8 +354,8 @@ internal sealed partial class IscsiConnection
         var h = header.AsSpan();
         var itt = Bhs.InitiatorTaskTag(h);
         var immediate = Bhs.Immediate(h);
-        var cmdSN = Bhs.U32(h, 24);
-        var lun = BinaryPrimitives.ReadUInt64BigEndian(h[8..]);
+        var cmdSN = Bhs.CmdSN(h);
+        var lun = Bhs.LunField(h);
         if (itt == Bhs.ReservedTag)
         {
             // The answer to our NOP-In ping (or a ping that wants no answer).
@@ -365,9 +368,9 @@ internal sealed partial class IscsiConnection
             return;
         }
         var data = await ReadSegmentPooledAsync();
-        var pdu = ControlPdu.Create(Opcode.NopIn, 0x80, itt);
-        BinaryPrimitives.WriteUInt64BigEndian(pdu.Header.AsSpan(8), lun);
-        Bhs.Put32(pdu.Header, 20, Bhs.ReservedTag);
+        var pdu = ControlPdu.Create(Opcode.NopIn, Bhs.FinalFlag, itt);
+        Bhs.PutLunField(pdu.Header, lun);
+        Bhs.PutTargetTransferTag(pdu.Header, Bhs.ReservedTag);
         if (data is not null)
         {
             pdu.Data = data;

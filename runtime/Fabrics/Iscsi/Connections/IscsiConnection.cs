@@ -172,6 +172,7 @@ internal sealed partial class IscsiConnection
         if (Interlocked.Exchange(ref closed, 1) != 0)
             return;
         closeReason = why;
+        Sender.ConnectionClosed();
         try { closing.Cancel(); } catch (ObjectDisposedException) { }
         try { socket.Shutdown(SocketShutdown.Both); } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
         socket.Close();
@@ -257,8 +258,8 @@ internal sealed partial class IscsiConnection
     /// <summary>Rejects the PDU in <see cref="header"/> (RFC 7143 11.17).</summary>
     private void Reject(RejectReason reason)
     {
-        var pdu = ControlPdu.Create(Opcode.Reject, 0x80, Bhs.ReservedTag, header.AsSpan(0, Bhs.Length));
-        pdu.Header[2] = (byte)reason;
+        var pdu = ControlPdu.Create(Opcode.Reject, Bhs.FinalFlag, Bhs.ReservedTag, header.AsSpan(0, Bhs.Length));
+        Bhs.Reject.PutReason(pdu.Header, reason);
         Sender.Enqueue(pdu);
     }
 
@@ -295,8 +296,8 @@ internal sealed partial class IscsiConnection
                 {
                     pingTtt = Session!.NextTtt();
                     pingSentAt = now;
-                    var pdu = ControlPdu.Create(Opcode.NopIn, 0x80, Bhs.ReservedTag);
-                    Bhs.Put32(pdu.Header, 20, pingTtt);
+                    var pdu = ControlPdu.Create(Opcode.NopIn, Bhs.FinalFlag, Bhs.ReservedTag);
+                    Bhs.PutTargetTransferTag(pdu.Header, pingTtt);
                     pdu.StatSN = StatSNUse.Current;
                     Sender.Enqueue(pdu);
                 }

@@ -66,14 +66,9 @@ internal sealed partial class IscsiConnection
                 Close("login refused");
                 return false;
             }
-            if (IsClosed)
-                return false;
-            // Digests start with the first full feature phase PDU in each direction.
-            Sender.HeaderDigest = Parameters.HeaderDigest;
-            Sender.DataDigest = Parameters.DataDigest;
-            Sender.MaxSegment = Parameters.InitiatorMaxRecvDataSegmentLength;
-            Sender.MaxBurst = Session!.Parameters.MaxBurstLength;
-            return true;
+            // Digests start with the first full feature phase PDU in each direction: login PDUs
+            // are read and written without them (ControlPdu.NoDigests), whatever was negotiated.
+            return !IsClosed;
         }
     }
 
@@ -82,17 +77,17 @@ internal sealed partial class IscsiConnection
     private LoginOutcome Step(LoginState s, byte[] data)
     {
         var h = header.AsSpan();
-        var transit = (h[1] & 0x80) != 0;
-        var more = (h[1] & 0x40) != 0;
-        var csg = (h[1] >> 2) & 3;
-        var nsg = h[1] & 3;
-        var versionMax = h[2];
-        var versionMin = h[3];
-        var isid = (ulong)BinaryPrimitivesHelpers.U48(h, 8);
-        var tsih = Bhs.U16(h, 14);
+        var transit = Bhs.Login.Transit(h);
+        var more = Bhs.Login.Continue(h);
+        var csg = Bhs.Login.CurrentStage(h);
+        var nsg = Bhs.Login.NextStage(h);
+        var versionMax = Bhs.Login.VersionMax(h);
+        var versionMin = Bhs.Login.VersionMin(h);
+        var isid = Bhs.Login.Isid(h);
+        var tsih = Bhs.Login.Tsih(h);
         var itt = Bhs.InitiatorTaskTag(h);
-        var cid = Bhs.U16(h, 20);
-        var cmdSN = Bhs.U32(h, 24);
+        var cid = Bhs.Login.Cid(h);
+        var cmdSN = Bhs.CmdSN(h);
 
         if (s.First)
         {
@@ -315,41 +310,15 @@ internal sealed partial class IscsiConnection
             TextKeys.Append(text, k, v);
         var pdu = ControlPdu.Create(Opcode.LoginResponse, 0, s.Itt, text.ToArray());
         var h = pdu.Header.AsSpan();
-        h[1] = (byte)((transit ? 0x80 : 0) | (csg << 2) | (transit ? nsg : 0));
-        h[2] = 0; // VersionMax
-        h[3] = 0; // VersionActive
-        BinaryPrimitivesHelpers.PutU48(h, 8, s.Isid);
-        Bhs.Put16(h, 14, status == LoginStatus.Success && transit && nsg == FullFeatureStage ? s.Tsih : s.Existing?.Tsih ?? 0);
-        var (exp, max) = Session?.Window() ?? (s.CmdSN, s.CmdSN + (uint)Options.QueueDepth - 1);
-        if (s.Existing is { } e)
-            (exp, max) = e.Window();
-        Bhs.Put32(h, 28, exp);
-        Bhs.Put32(h, 32, max);
-        h[36] = (byte)((ushort)status >> 8);
-        h[37] = (byte)status;
+        Bhs.Login.PutStages(h, transit, csg, nsg);
+        Bhs.Login.PutVersions(h, max: 0, active: 0);
+        Bhs.Login.PutIsid(h, s.Isid);
+        Bhs.Login.PutTsih(h, status == LoginStatus.Success && transit && nsg == FullFeatureStage ? s.Tsih : s.Existing?.Tsih ?? 0);
+        // The session's window once there is one; before, the one the first CmdSN opens.
+        Bhs.PutWindow(h, (s.Existing ?? Session)?.Window() ?? new CmdSNWindow(s.CmdSN, s.CmdSN + (uint)Options.QueueDepth - 1));
+        Bhs.Login.PutStatus(h, status);
         pdu.NoDigests = true;
         pdu.FillWindow = false;
         Sender.Enqueue(pdu);
-    }
-}
-
-/// <summary>The 48-bit ISID field.</summary>
-internal static class BinaryPrimitivesHelpers
-{
-    public static ulong U48(ReadOnlySpan<byte> b, int at)
-    {
-        ulong v = 0;
-        for (var i = 0; i < 6; i++)
-            v = v << 8 | b[at + i];
-        return v;
-    }
-
-    public static void PutU48(Span<byte> b, int at, ulong v)
-    {
-        for (var i = 5; i >= 0; i--)
-        {
-            b[at + i] = (byte)v;
-            v >>= 8;
-        }
     }
 }

@@ -1,19 +1,16 @@
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
-using HandlerRuntime.Buffers;
-using HandlerRuntime.Fabrics.Iscsi.Protocol;
 using HandlerRuntime.Fabrics.Iscsi.Sessions;
 using HandlerRuntime.Sdk;
 
 namespace HandlerRuntime.Fabrics.Iscsi.Connections;
 
 /// <summary>
-/// The one writer of a connection. Everything the target sends goes through its queue and
-/// is written by one thread at a time, so StatSN is assigned in wire order without a lock,
-/// and PDUs that complete together leave in one send call: headers and small data are
-/// gathered in a pinned buffer, large read data goes to the socket straight from the
-/// task's pooled buffer.
+/// The writer loop of a connection. Everything the target sends goes through its queue and
+/// is written by one thread at a time through the connection's <see cref="PduEncoder"/>, so
+/// StatSN is assigned in wire order without a lock, and PDUs that complete together leave in
+/// one send call.
 /// <para>
 /// Who writes: responses that complete on the connection's own reader thread while it
 /// works through a received batch (ram, page-cache hits) are left queued, and the reader
@@ -25,48 +22,34 @@ namespace HandlerRuntime.Fabrics.Iscsi.Connections;
 /// </summary>
 internal sealed class PduSender : IDisposable, IDeferredSend
 {
-    private const int BufferSize = 256 * 1024;
     /// <summary>Read data larger than this is left to the writer loop: the reader must not wait for a slow socket.</summary>
     private const int ReaderWritesDataUpTo = 64 * 1024;
-    private static readonly byte[] Zeros = new byte[4];
 
     /// <summary>The sender whose reader is running synchronously on this thread (set around the reader's calls into the core).</summary>
     [ThreadStatic]
     private static PduSender? readerOnThisThread;
 
-    private readonly Socket socket;
     private readonly IscsiConnection connection;
+    private readonly PduEncoder encoder;
     private readonly object gate = new();
     private readonly Queue<Outbound> pending = new();
     private readonly WakeSignal wake = new();
-    private readonly BufferPool.PooledBuffer buffer = BufferPool.Shared.Rent(BufferSize);
     private bool draining;   // a thread (the loop or the reader) is writing; it empties the queue before it stops
     private bool loopParked; // the loop waits for wake
     private bool completed;  // no more PDUs are taken
     private bool handedOver; // the reader's last send did not complete at once: the loop finishes it, then drains
     private ValueTask handedOverSend;
-    private int used;
     private int backlog;
     private Task? loop;
+    // The reader waits for room in the queue (WaitForRoomAsync); created only then, completed where the backlog drops.
+    private TaskCompletionSource? room;
+    private int roomAt;
 
     public PduSender(Socket socket, IscsiConnection connection, uint initialStatSN)
     {
-        this.socket = socket;
         this.connection = connection;
-        StatSN = initialStatSN;
+        encoder = new PduEncoder(socket, connection.Parameters, initialStatSN);
     }
-
-    /// <summary>The next StatSN to be sent.</summary>
-    public uint StatSN { get; private set; }
-
-    public bool HeaderDigest { get; set; }
-    public bool DataDigest { get; set; }
-
-    /// <summary>The initiator's MaxRecvDataSegmentLength.</summary>
-    public int MaxSegment { get; set; } = 8192;
-
-    /// <summary>The session's MaxBurstLength (Data-In sequences are cut at it).</summary>
-    public int MaxBurst { get; set; } = 262144;
 
     /// <summary>Items queued but not yet written.</summary>
     public int Backlog => Volatile.Read(ref backlog);
@@ -77,12 +60,15 @@ internal sealed class PduSender : IDisposable, IDeferredSend
     public async Task StopAsync()
     {
         bool signal;
+        TaskCompletionSource? waiter;
         lock (gate)
         {
             completed = true;
             signal = loopParked;
             loopParked = false;
+            waiter = TakeRoomWaiter();
         }
+        waiter?.TrySetResult();
         if (signal)
             wake.Set();
         if (loop is not null)
@@ -124,14 +110,45 @@ internal sealed class PduSender : IDisposable, IDeferredSend
         return DrainAsync(byReader: true);
     }
 
-    public bool EnqueueResponse(IscsiCommand cmd) => Enqueue(new Outbound(OutboundKind.Response, cmd, null, 0, 0, 0, 0, 0, 0));
+    /// <summary>
+    /// Completes when at most <paramref name="limit"/> items are queued, or when the sender
+    /// stops or the connection closes (the reader then finds it closed). One waiter: the reader.
+    /// </summary>
+    public Task WaitForRoomAsync(int limit)
+    {
+        lock (gate)
+        {
+            if (backlog <= limit || completed || connection.IsClosed)
+                return Task.CompletedTask;
+            roomAt = limit;
+            room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return room.Task;
+        }
+    }
 
-    public bool EnqueueR2T(uint itt, ulong lun, uint ttt, uint r2tsn, int offset, int length)
-        => Enqueue(new Outbound(OutboundKind.R2T, null, null, itt, ttt, r2tsn, offset, length, lun));
+    /// <summary>The connection closed: a reader waiting for room must not wait for a writer that may never write again.</summary>
+    public void ConnectionClosed()
+    {
+        TaskCompletionSource? waiter;
+        lock (gate)
+            waiter = TakeRoomWaiter();
+        waiter?.TrySetResult();
+    }
+
+    private TaskCompletionSource? TakeRoomWaiter()
+    {
+        var waiter = room;
+        room = null;
+        return waiter;
+    }
+
+    public bool EnqueueResponse(IscsiCommand cmd) => Enqueue(new Outbound(OutboundKind.Response, cmd, null, default));
+
+    public bool EnqueueR2T(in R2TRequest r2t) => Enqueue(new Outbound(OutboundKind.R2T, null, null, r2t));
 
     public bool Enqueue(ControlPdu pdu)
     {
-        if (Enqueue(new Outbound(OutboundKind.Control, null, pdu, 0, 0, 0, 0, 0, 0)))
+        if (Enqueue(new Outbound(OutboundKind.Control, null, pdu, default)))
             return true;
         pdu.Data?.Dispose();
         return false;
@@ -261,6 +278,7 @@ internal sealed class PduSender : IDisposable, IDeferredSend
             {
                 Outbound item;
                 var handOver = false;
+                TaskCompletionSource? roomMade = null;
                 lock (gate)
                 {
                     if (!pending.TryPeek(out item))
@@ -275,11 +293,14 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                     {
                         pending.Dequeue();
                         backlog--;
+                        if (room is not null && backlog <= roomAt)
+                            roomMade = TakeRoomWaiter();
                     }
                 }
+                roomMade?.TrySetResult();
                 if (item.Kind == OutboundKind.None || handOver)
                 {
-                    var send = FlushAsync();
+                    var send = encoder.FlushAsync();
                     if (byReader && !send.IsCompleted)
                     {
                         // The initiator is not taking data now: the loop finishes this send and
@@ -316,10 +337,17 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                 switch (item.Kind)
                 {
                     case OutboundKind.Response:
-                        await WriteResponseAsync(item.Command!);
+                        try
+                        {
+                            await encoder.WriteResponseAsync(item.Command!);
+                        }
+                        finally
+                        {
+                            item.Command!.Session.Recycle(item.Command); // on the wire, or lost with the connection
+                        }
                         break;
                     case OutboundKind.R2T:
-                        await WriteR2TAsync(item);
+                        await encoder.WriteR2TAsync(item.R2T, connection.Session!.Window());
                         break;
                     default:
                         if (!await WriteControlAsync(item.Pdu!))
@@ -349,17 +377,44 @@ internal sealed class PduSender : IDisposable, IDeferredSend
         => item.Kind == OutboundKind.Control
            || (item.Kind == OutboundKind.Response && item.Command!.Task is { DataInBuffer: not null } t && t.DataInLength > ReaderWritesDataUpTo);
 
+    /// <summary>A control PDU, then what it asks to happen once it is on the wire; false when it closed the connection.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> WriteControlAsync(ControlPdu pdu)
+    {
+        try
+        {
+            await encoder.WriteControlAsync(pdu, pdu.FillWindow ? connection.Session?.Window() : null);
+        }
+        finally
+        {
+            pdu.Data?.Dispose();
+            pdu.Data = null;
+        }
+        if (pdu.CloseAfter || pdu.AfterSend is not null)
+            await encoder.FlushAsync();
+        pdu.AfterSend?.Invoke();
+        if (pdu.CloseAfter)
+        {
+            connection.Close("logged out");
+            return false;
+        }
+        return true;
+    }
+
     // The connection is over: nothing more is written; the loop ends and drops what is queued.
     private void Stop()
     {
         bool signal;
+        TaskCompletionSource? waiter;
         lock (gate)
         {
             completed = true;
             draining = false;
             signal = loopParked;
             loopParked = false;
+            waiter = TakeRoomWaiter();
         }
+        waiter?.TrySetResult();
         if (signal)
             wake.Set();
     }
@@ -377,259 +432,16 @@ internal sealed class PduSender : IDisposable, IDeferredSend
                 backlog--;
             }
             if (item.Command is { } cmd)
-                cmd.Session.Retire(cmd);
+                cmd.Session.Recycle(cmd); // a queued response: the command already left the session's window
             item.Pdu?.Data?.Dispose();
         }
     }
 
-    // ---- framing ----
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask EnsureSpaceAsync(int bytes)
-    {
-        if (BufferSize - used < bytes)
-            await FlushAsync();
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask FlushAsync()
-    {
-        var sent = 0;
-        while (sent < used)
-            sent += await socket.SendAsync(buffer.Array.AsMemory(sent, used - sent), SocketFlags.None);
-        used = 0;
-    }
-
-    /// <summary>A zeroed 48-byte header at the end of the buffer (space was ensured).</summary>
-    private Span<byte> Header()
-    {
-        var h = buffer.Array.AsSpan(used, Bhs.Length);
-        h.Clear();
-        return h;
-    }
-
-    /// <summary>Commits the header written by <see cref="Header"/>, with its digest when negotiated.</summary>
-    private void CommitHeader(bool digests)
-    {
-        if (digests && HeaderDigest)
-        {
-            var crc = Crc32C.Compute(buffer.Array.AsSpan(used, Bhs.Length));
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(buffer.Array.AsSpan(used + Bhs.Length), crc);
-            used += 4;
-        }
-        used += Bhs.Length;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteDataAsync(ReadOnlyMemory<byte> data, bool digests)
-    {
-        if (data.IsEmpty)
-            return;
-        var pad = Bhs.Padding(data.Length);
-        var digest = digests && DataDigest;
-        var tail = pad + (digest ? 4 : 0);
-        if (data.Length + tail <= BufferSize - used || data.Length + tail <= BufferSize / 4)
-        {
-            await EnsureSpaceAsync(data.Length + tail);
-            data.Span.CopyTo(buffer.Array.AsSpan(used));
-            used += data.Length;
-        }
-        else
-        {
-            // Large data: send what is gathered, then the data from where it lies.
-            await FlushAsync();
-            var sent = 0;
-            while (sent < data.Length)
-                sent += await socket.SendAsync(data[sent..], SocketFlags.None);
-        }
-        await EnsureSpaceAsync(tail);
-        buffer.Array.AsSpan(used, pad).Clear();
-        used += pad;
-        if (digest)
-        {
-            var crc = ~Crc32C.Append(Crc32C.Append(~0u, data.Span), Zeros.AsSpan(0, pad));
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(buffer.Array.AsSpan(used), crc);
-            used += 4;
-        }
-    }
-
-    private void PutWindow(Span<byte> h, IscsiSession? session)
-    {
-        if (session is null)
-            return;
-        var (exp, max) = session.Window();
-        Bhs.Put32(h, 28, exp);
-        Bhs.Put32(h, 32, max);
-    }
-
-    // ---- PDUs ----
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> WriteControlAsync(ControlPdu pdu)
-    {
-        try
-        {
-            await EnsureSpaceAsync(Bhs.Length + 4);
-            var h = Header();
-            pdu.Header.CopyTo(h);
-            Bhs.PutDataSegmentLength(h, pdu.DataLength);
-            if (pdu.StatSN != StatSNUse.None)
-                Bhs.Put32(h, 24, pdu.StatSN == StatSNUse.Advance ? StatSN++ : StatSN);
-            if (pdu.FillWindow)
-                PutWindow(h, connection.Session);
-            CommitHeader(!pdu.NoDigests);
-            if (pdu.Data is not null)
-                await WriteDataAsync(pdu.Data.Memory[..pdu.DataLength], !pdu.NoDigests);
-        }
-        finally
-        {
-            pdu.Data?.Dispose();
-            pdu.Data = null;
-        }
-        if (pdu.CloseAfter || pdu.AfterSend is not null)
-            await FlushAsync();
-        pdu.AfterSend?.Invoke();
-        if (pdu.CloseAfter)
-        {
-            connection.Close("logged out");
-            return false;
-        }
-        return true;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteR2TAsync(Outbound r2t)
-    {
-        await EnsureSpaceAsync(Bhs.Length + 4);
-        var h = Header();
-        h[0] = (byte)Opcode.ReadyToTransfer;
-        h[1] = 0x80;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(h[8..], r2t.Lun);
-        Bhs.Put32(h, 16, r2t.Itt);
-        Bhs.Put32(h, 20, r2t.Ttt);
-        Bhs.Put32(h, 24, StatSN);
-        PutWindow(h, connection.Session);
-        Bhs.Put32(h, 36, r2t.R2TSN);
-        Bhs.Put32(h, 40, (uint)r2t.Offset);
-        Bhs.Put32(h, 44, (uint)r2t.Length);
-        CommitHeader(true);
-    }
-
-    /// <summary>
-    /// Data-In PDUs (cut at the initiator's MaxRecvDataSegmentLength, F at each
-    /// MaxBurstLength), with the status in the last one when there is no sense data
-    /// (RFC 7143 11.7.4), else a SCSI Response. Residuals follow RFC 7143 11.4.5.
-    /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteResponseAsync(IscsiCommand cmd)
-    {
-        var session = cmd.Session;
-        session.Responding(cmd);
-        try
-        {
-            var task = cmd.Task;
-            var produced = task.DataInBuffer is null ? 0 : task.DataInLength;
-            var expectedIn = cmd.Read ? task.ExpectedDataInLength : 0;
-            var send = Math.Min(produced, expectedIn);
-
-            byte residualFlags = 0;
-            uint residual = 0;
-            if (cmd.Read || produced > 0)
-            {
-                if (produced > expectedIn) { residualFlags = 0x04; residual = (uint)(produced - expectedIn); }
-                else if (produced < expectedIn) { residualFlags = 0x02; residual = (uint)(expectedIn - produced); }
-            }
-            else if (cmd.Write && cmd.Spdtl >= 0)
-            {
-                if (cmd.Spdtl > cmd.Edtl) { residualFlags = 0x04; residual = (uint)Math.Min(uint.MaxValue, cmd.Spdtl - cmd.Edtl); }
-                else if (cmd.Spdtl < cmd.Edtl) { residualFlags = 0x02; residual = (uint)(cmd.Edtl - cmd.Spdtl); }
-            }
-            else if (!cmd.Read && cmd.Edtl > 0 && cmd.Spdtl < 0 && !cmd.Write)
-            {
-                residualFlags = 0x02;
-                residual = (uint)cmd.Edtl;
-            }
-
-            var statusInData = send > 0 && task.SenseLength == 0;
-            var offset = 0;
-            var burstLeft = MaxBurst;
-            while (offset < send)
-            {
-                var n = Math.Min(Math.Min(send - offset, MaxSegment), burstLeft);
-                var last = offset + n == send;
-                burstLeft -= n;
-                var endOfSequence = last || burstLeft == 0;
-                await EnsureSpaceAsync(Bhs.Length + 4);
-                var h = Header();
-                h[0] = (byte)Opcode.DataIn;
-                h[1] = (byte)(endOfSequence ? 0x80 : 0);
-                Bhs.PutDataSegmentLength(h, n);
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(h[8..], cmd.LunField);
-                Bhs.Put32(h, 16, cmd.Itt);
-                Bhs.Put32(h, 20, Bhs.ReservedTag);
-                if (last && statusInData)
-                {
-                    h[1] |= (byte)(0x01 | residualFlags);
-                    h[3] = (byte)task.Status;
-                    Bhs.Put32(h, 24, StatSN++);
-                    Bhs.Put32(h, 44, residual);
-                }
-                PutWindow(h, session);
-                Bhs.Put32(h, 36, cmd.DataInPdus++);
-                Bhs.Put32(h, 40, (uint)offset);
-                CommitHeader(true);
-                await WriteDataAsync(task.DataInBuffer!.Memory.Slice(offset, n), true);
-                offset += n;
-                if (burstLeft == 0)
-                    burstLeft = MaxBurst;
-            }
-            if (!statusInData)
-            {
-                var senseLength = task.SenseLength;
-                var dataLength = senseLength == 0 ? 0 : senseLength + 2;
-                await EnsureSpaceAsync(Bhs.Length + 4);
-                var h = Header();
-                h[0] = (byte)Opcode.ScsiResponse;
-                h[1] = (byte)(0x80 | residualFlags);
-                h[2] = 0x00; // command completed at target
-                h[3] = (byte)task.Status;
-                Bhs.PutDataSegmentLength(h, dataLength);
-                Bhs.Put32(h, 16, cmd.Itt);
-                Bhs.Put32(h, 24, StatSN++);
-                PutWindow(h, session);
-                Bhs.Put32(h, 36, cmd.DataInPdus + cmd.NextR2TSN);
-                Bhs.Put32(h, 44, residual);
-                CommitHeader(true);
-                if (dataLength > 0)
-                {
-                    // SenseLength (2 bytes) then the sense data; gathered in the buffer.
-                    var digest = DataDigest;
-                    var total = dataLength + Bhs.Padding(dataLength) + (digest ? 4 : 0);
-                    await EnsureSpaceAsync(total);
-                    var d = buffer.Array.AsSpan(used, dataLength + Bhs.Padding(dataLength));
-                    d.Clear();
-                    Bhs.Put16(d, 0, (ushort)senseLength);
-                    task.SenseBytes.CopyTo(d[2..]);
-                    used += d.Length;
-                    if (digest)
-                    {
-                        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(buffer.Array.AsSpan(used), Crc32C.Compute(d));
-                        used += 4;
-                    }
-                }
-            }
-        }
-        finally
-        {
-            session.Recycle(cmd);
-        }
-    }
-
-    public void Dispose() => buffer.Dispose();
+    public void Dispose() => encoder.Dispose();
 
     private enum OutboundKind : byte { None, Response, R2T, Control }
 
-    private readonly record struct Outbound(OutboundKind Kind, IscsiCommand? Command, ControlPdu? Pdu, uint Itt, uint Ttt, uint R2TSN, int Offset, int Length, ulong Lun);
+    private readonly record struct Outbound(OutboundKind Kind, IscsiCommand? Command, ControlPdu? Pdu, R2TRequest R2T);
 }
 
 /// <summary>A reusable single-waiter signal for the writer loop: waiting and waking allocate nothing.</summary>

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using HandlerRuntime.Buffers;
 using HandlerRuntime.Fabrics.Iscsi.Connections;
+using HandlerRuntime.Fabrics.Iscsi.Protocol;
 using HandlerRuntime.Scsi;
 
 namespace HandlerRuntime.Fabrics.Iscsi.Sessions;
@@ -37,6 +38,7 @@ internal sealed class IscsiCommand
 {
     private readonly Action onExecuted;
     private ConfiguredValueTaskAwaitable.ConfiguredValueTaskAwaiter pending;
+    private int pooled;
 
     public IscsiCommand(IscsiSession session, int maxOutstandingR2T)
     {
@@ -56,6 +58,8 @@ internal sealed class IscsiCommand
     public ulong LunField;
     public bool Read;
     public bool Write;
+    /// <summary>The command table's entry for the CDB, looked up once on receipt; null for a command the core does not know.</summary>
+    public CommandInfo? Command;
     /// <summary>Expected Data Transfer Length from the initiator.</summary>
     public int Edtl;
     /// <summary>Data-out bytes the CDB implies (SPDTL), or -1 when the command is unknown here.</summary>
@@ -84,13 +88,26 @@ internal sealed class IscsiCommand
     /// <summary>The connection's reader is moving data into this command; an abort then leaves the retiring to it.</summary>
     public bool ReaderBusy;
     public bool RetireAfterRead;
-    /// <summary>In the session's pool: not in use by any command.</summary>
-    public bool Pooled;
     public IscsiCommand? Prev;
     public IscsiCommand? Next;
 
     /// <summary>Data-In PDUs sent, for ExpDataSN in the response.</summary>
     public uint DataInPdus;
+
+    /// <summary>The command window its response advertises, taken when it left the session's window.</summary>
+    public CmdSNWindow Window;
+
+    /// <summary>In the session's pool: not in use by any command.</summary>
+    public bool Pooled => Volatile.Read(ref pooled) != 0;
+
+    /// <summary>
+    /// Marks the object as returned to the pool; false when it already was. Atomic, so that of
+    /// two threads completing one command (a bug) exactly one returns it.
+    /// </summary>
+    public bool TryMarkPooled() => Interlocked.Exchange(ref pooled, 1) == 0;
+
+    /// <summary>Taken from the pool for a new command.</summary>
+    public void MarkRented() => Volatile.Write(ref pooled, 0);
 
     /// <summary>All data-out is in and nothing more is owed by the initiator.</summary>
     public bool DataComplete => !ReaderBusy && !Aborted && UnsolicitedDone && OutstandingR2Ts == 0 && NextR2TOffset >= Needed && GapStart >= GapEnd;
@@ -169,6 +186,7 @@ internal sealed class IscsiCommand
         Connection = null!;
         Itt = CmdSN = 0;
         Immediate = Read = Write = false;
+        Command = null;
         LunField = 0;
         Edtl = Needed = 0;
         Spdtl = -1;
@@ -183,5 +201,6 @@ internal sealed class IscsiCommand
         Sequenced = Aborted = ReaderBusy = RetireAfterRead = false;
         Prev = Next = null;
         DataInPdus = 0;
+        Window = default;
     }
 }

@@ -18,17 +18,21 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
     private readonly object gate = new();
     private readonly Dictionary<uint, IscsiCommand> tasks = new();
     private readonly Dictionary<uint, IscsiCommand?> held = new();
-    private readonly Stack<IscsiCommand> pool = new();
     private readonly List<IscsiConnection> connections = new();
+    // Command objects for reuse, under their own lock: the reader rents and the sender returns
+    // them without touching the session lock that every command's ordering takes.
+    private readonly object poolGate = new();
+    private readonly Stack<IscsiCommand> pool = new();
     private IscsiCommand? head, tail;
     private bool pumping, pumpAgain;
     private uint expCmdSN, maxCmdSN;
     private int outstanding;
     private long buffered;
-    private int executingAborted;
     private uint nextTtt;
     private bool closed;
-    private TaskCompletionSource? drained;
+    // Those awaiting the end of some commands (abort, logout, close); null while nobody waits,
+    // so a command leaving costs one test for them.
+    private List<EndWaiter>? waiters;
 
     public IscsiSession(IscsiFabric fabric, IscsiOptions options, SessionParameters parameters, string initiatorName, ulong isid, ushort tsih,
         ScsiTarget? target, ItNexus? nexus, uint initialCmdSN, ILogger log)
@@ -110,8 +114,8 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
             if (last)
                 EndNexus(); // at once: the initiator may already be logging in again
             await AbortAsync(c => c.Connection == connection, coreAlso: true);
-            if (last)
-                await WaitDrainedAsync(TimeSpan.FromSeconds(60));
+            if (last && !await WhenEndedAsync(static _ => true, TimeSpan.FromSeconds(60)))
+                Log.Warning("iSCSI session {Initiator}: commands still running 60 s after close", InitiatorName);
         }
         finally
         {
@@ -167,13 +171,13 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
 
     // ---- the CmdSN window (RFC 7143 4.2.2.1) ----
 
-    public (uint ExpCmdSN, uint MaxCmdSN) Window()
+    public CmdSNWindow Window()
     {
         lock (gate)
             return WindowLocked();
     }
 
-    private (uint, uint) WindowLocked()
+    private CmdSNWindow WindowLocked()
     {
         var slots = Options.QueueDepth - outstanding;
         if (buffered >= Options.MaxSessionBufferBytes)
@@ -181,7 +185,7 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         var max = expCmdSN - 1 + (uint)Math.Max(0, slots);
         if (Bhs.SnLess(maxCmdSN, max))
             maxCmdSN = max; // never shrinks: the initiator may already use what was advertised
-        return (expCmdSN, maxCmdSN);
+        return new(expCmdSN, maxCmdSN);
     }
 
     /// <summary>
@@ -261,10 +265,10 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
 
     public IscsiCommand Rent()
     {
-        lock (gate)
+        lock (poolGate)
             if (pool.TryPop(out var c))
             {
-                c.Pooled = false;
+                c.MarkRented();
                 return c;
             }
         var cmd = new IscsiCommand(this, Parameters.MaxOutstandingR2T);
@@ -355,14 +359,10 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         }
     }
 
-    /// <summary>READ and WRITE (6/10/12/16) to a LUN whose device never waits on the caller's thread.</summary>
+    /// <summary>A command the table lets run inline (READ, WRITE) to a LUN whose device never waits on the caller's thread.</summary>
     private bool MayRunOnNetworkThread(IscsiCommand cmd)
-    {
-        var cdb = cmd.Task.CdbSpan;
-        if (cdb.IsEmpty || cdb[0] is not (0x08 or 0x28 or 0xA8 or 0x88 or 0x0A or 0x2A or 0xAA or 0x8A))
-            return false;
-        return Target?.Lookup(cmd.Task.Lun) is { } lun && (lun.Capabilities & DeviceCapabilities.NonBlocking) != 0;
-    }
+        => cmd.Command is { } command && (command.Flags & CommandFlags.MayRunInline) != 0
+           && Target?.Lookup(cmd.Task.Lun) is { } lun && (lun.Capabilities & DeviceCapabilities.NonBlocking) != 0;
 
     private IscsiCommand? NextDeliverable()
     {
@@ -390,62 +390,68 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         return null;
     }
 
-    /// <summary>The core finished a command: queue its response unless it was aborted or its connection is gone.</summary>
+    /// <summary>
+    /// The core finished a command: it leaves the session's window and its response is queued,
+    /// unless it was aborted or its connection is gone.
+    /// </summary>
+    /// <remarks>
+    /// This is the one time a response takes the session lock. Leaving the window here, not
+    /// when the sender gets to the response, is safe: the initiator cannot reuse the ITT or
+    /// count on the slot before it has the response, an abort that finds the command gone
+    /// answers as it would for one already responding, and a logout waiting for the command is
+    /// told only once the response is queued ahead of its own. The window the response
+    /// advertises is taken in the same lock, with this command's slot already free; both
+    /// numbers only grow, so it is still true when the sender writes it later (an initiator
+    /// keeps the larger values it has seen, RFC 7143 4.2.2.1). Returning the object to the
+    /// pool after the send takes only the pool's lock.
+    /// </remarks>
     public void Executed(IscsiCommand cmd)
     {
         bool respond;
+        EndWaiter? ended = null;
         lock (gate)
         {
-            var aborted = cmd.Aborted || cmd.Task.Aborted;
-            if (cmd.Aborted)
-                executingAborted--;
-            respond = !aborted && !cmd.Connection.IsClosed;
+            respond = !cmd.Aborted && !cmd.Task.Aborted && !cmd.Connection.IsClosed;
+            LeaveLocked(cmd, ref ended);
             if (respond)
+            {
                 cmd.State = CommandState.Responding;
+                cmd.Window = WindowLocked();
+            }
         }
         if (!respond || !cmd.Connection.Sender.EnqueueResponse(cmd))
-            Retire(cmd);
-    }
-
-    /// <summary>The sender is about to write the response: the command leaves the window.</summary>
-    public void Responding(IscsiCommand cmd)
-    {
-        lock (gate)
-            LeaveLocked(cmd);
+            Recycle(cmd);
+        Signal(ended);
     }
 
     /// <summary>The response is on the wire (or was dropped): the command object goes back to the pool.</summary>
     public void Recycle(IscsiCommand cmd)
     {
-        lock (gate)
+        // A command completed twice would sit in the pool twice and carry two initiators'
+        // commands at once; refuse the second return loudly instead.
+        if (!cmd.TryMarkPooled())
         {
-            // A command completed twice would sit in the pool twice and carry two initiators'
-            // commands at once; refuse the second return loudly instead.
-            if (cmd.Pooled)
-            {
-                Log.Error("iSCSI session {Initiator}: a command object was returned twice (ITT 0x{Itt:x8}); the second return is ignored", InitiatorName, cmd.Itt);
-                return;
-            }
-            cmd.Pooled = true;
+            Log.Error("iSCSI session {Initiator}: a command object was returned twice (ITT 0x{Itt:x8}); the second return is ignored", InitiatorName, cmd.Itt);
+            return;
         }
         cmd.Reset();
-        lock (gate)
-        {
+        lock (poolGate)
             if (pool.Count < Options.QueueDepth * 2)
                 pool.Push(cmd);
-            NotifyIfDrainedLocked();
-        }
     }
 
     /// <summary>Ends a command without a response.</summary>
     public void Retire(IscsiCommand cmd)
     {
+        EndWaiter? ended = null;
         lock (gate)
-            LeaveLocked(cmd);
+            LeaveLocked(cmd, ref ended);
         Recycle(cmd);
+        Signal(ended);
     }
 
-    private void LeaveLocked(IscsiCommand cmd)
+    /// <summary>The command leaves the task table, the command window and the delivery order; waiters whose last command it was are collected in <paramref name="ended"/>.</summary>
+    private void LeaveLocked(IscsiCommand cmd, ref EndWaiter? ended)
     {
         if (tasks.Remove(cmd.Itt, out var t) && t == cmd)
         {
@@ -454,6 +460,8 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
                 buffered -= b.Array.Length;
             else if (cmd.DataOut is { } d)
                 buffered -= d.Array.Length;
+            if (waiters is not null)
+                EndedLocked(cmd, ref ended);
         }
         else if (t is not null)
         {
@@ -464,27 +472,88 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         Unlink(cmd);
     }
 
-    private void NotifyIfDrainedLocked()
+    // ---- waiting for commands to end, without polling ----
+
+    /// <summary>Someone waiting for a set of commands to leave the task table.</summary>
+    private sealed class EndWaiter(HashSet<IscsiCommand> pending)
     {
-        if (drained is not null && tasks.Count == 0)
+        public readonly HashSet<IscsiCommand> Pending = pending;
+        public readonly TaskCompletionSource Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>Links the waiters one leaving command completed, so they are told after the lock.</summary>
+        public EndWaiter? NextEnded;
+    }
+
+    private void EndedLocked(IscsiCommand cmd, ref EndWaiter? ended)
+    {
+        var list = waiters!;
+        for (var i = list.Count - 1; i >= 0; i--)
         {
-            drained.TrySetResult();
-            drained = null;
+            var w = list[i];
+            if (w.Pending.Remove(cmd) && w.Pending.Count == 0)
+            {
+                list.RemoveAt(i);
+                w.NextEnded = ended;
+                ended = w;
+            }
+        }
+        if (list.Count == 0)
+            waiters = null;
+    }
+
+    private static void Signal(EndWaiter? ended)
+    {
+        for (; ended is not null; ended = ended.NextEnded)
+            ended.Done.TrySetResult();
+    }
+
+    /// <summary>Registers a waiter for <paramref name="commands"/>, all in the task table now; null when there are none.</summary>
+    private EndWaiter? WaitLocked(HashSet<IscsiCommand>? commands)
+    {
+        if (commands is null || commands.Count == 0)
+            return null;
+        var w = new EndWaiter(commands);
+        (waiters ??= new()).Add(w);
+        return w;
+    }
+
+    /// <summary>Waits for <paramref name="w"/>; false when <paramref name="timeout"/> passed first (the waiter is then withdrawn).</summary>
+    private async Task<bool> AwaitAsync(EndWaiter? w, TimeSpan timeout)
+    {
+        if (w is null)
+            return true;
+        try
+        {
+            await w.Done.Task.WaitAsync(timeout);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            lock (gate)
+            {
+                if (waiters is { } list && list.Remove(w) && list.Count == 0)
+                    waiters = null;
+            }
+            return false;
         }
     }
 
-    private async Task WaitDrainedAsync(TimeSpan timeout)
+    /// <summary>
+    /// Completes when every command that matches <paramref name="match"/> now has left the
+    /// session (ended, answered or dropped); false when <paramref name="timeout"/> passed first.
+    /// Commands that arrive later are not waited for. Costs nothing unless someone waits.
+    /// </summary>
+    public Task<bool> WhenEndedAsync(Func<IscsiCommand, bool> match, TimeSpan timeout)
     {
-        Task wait;
+        EndWaiter? w;
         lock (gate)
         {
-            if (tasks.Count == 0)
-                return;
-            drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            wait = drained.Task;
+            HashSet<IscsiCommand>? pending = null;
+            foreach (var c in tasks.Values)
+                if (match(c))
+                    (pending ??= new()).Add(c);
+            w = WaitLocked(pending);
         }
-        if (await Task.WhenAny(wait, Task.Delay(timeout)) != wait)
-            Log.Warning("iSCSI session {Initiator}: commands still running {Seconds} s after close", InitiatorName, timeout.TotalSeconds);
+        return w is null ? Task.FromResult(true) : AwaitAsync(w, timeout);
     }
 
     // ---- task management ----
@@ -498,6 +567,7 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
     {
         var dropped = new List<IscsiCommand>();
         var inCore = new List<IscsiCommand>();
+        EndWaiter? w;
         lock (gate)
         {
             foreach (var c in tasks.Values)
@@ -510,36 +580,23 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
                 else if (c.State == CommandState.Receiving)
                     dropped.Add(c);
                 else
-                {
-                    executingAborted++;
                     inCore.Add(c);
-                }
             }
+            // Registered in the same lock that found them, so none can end unnoticed in between.
+            w = WaitLocked(inCore.Count == 0 ? null : new HashSet<IscsiCommand>(inCore));
         }
         foreach (var c in dropped)
             Retire(c);
         if (coreAlso)
             foreach (var c in inCore)
                 c.Task.RunningOn?.AbortTasks(t => t == c.Task);
-        await WaitAbortedAsync(null);
+        if (!await AwaitAsync(w, AbortTimeout))
+            Log.Warning("iSCSI session {Initiator}: aborted commands did not finish within {Seconds} s", InitiatorName, AbortTimeout.TotalSeconds);
         return dropped.Count + inCore.Count;
     }
 
-    /// <summary>Waits until this session's aborted commands, and the LUN's aborted tasks, have left the core.</summary>
-    public async Task WaitAbortedAsync(ScsiLun? lun)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (DateTime.UtcNow < deadline)
-        {
-            bool busy;
-            lock (gate)
-                busy = executingAborted > 0;
-            if (!busy && (lun is null || lun.FindTask(static t => t.Aborted) is null))
-                return;
-            await Task.Delay(1);
-        }
-        Log.Warning("iSCSI session {Initiator}: aborted commands did not finish within 60 s", InitiatorName);
-    }
+    /// <summary>How long task management and connection ends wait for aborted commands to leave the core.</summary>
+    public static readonly TimeSpan AbortTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// The command a Data-Out belongs to, marked busy for the reader; null when there is
@@ -594,18 +651,8 @@ internal sealed class IscsiSession : IThreadPoolWorkItem
         return true;
     }
 
-    /// <summary>Waits until no command that matches is outstanding (before a logout response).</summary>
-    public async Task WaitIdleAsync(Func<IscsiCommand, bool> match, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            lock (gate)
-                if (!tasks.Values.Any(match))
-                    return;
-            await Task.Delay(1);
-        }
-    }
+    /// <summary>Waits until the commands that match now have ended and their responses are queued (before a logout response).</summary>
+    public Task WaitIdleAsync(Func<IscsiCommand, bool> match, TimeSpan timeout) => WhenEndedAsync(match, timeout);
 
     /// <summary>The command an ABORT TASK names, if it can still be aborted.</summary>
     public IscsiCommand? FindAbortable(uint itt)
