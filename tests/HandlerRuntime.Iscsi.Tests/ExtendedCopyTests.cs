@@ -21,7 +21,7 @@ public sealed partial class ExtendedCopyTests
         var url = d.Url(0);
         // -d: the data-writing tests (EXTENDED COPY is one); the URL twice, as the judge runs it.
         var r = await Daemons.RunAsync("iscsi-test-cu", [$"--test={suite}", "-d", "-V", url, url], timeout: TimeSpan.FromMinutes(3));
-        var results = ComplianceTests.Parse(r.Output);
+        var results = CunitResults.Parse(r.Output);
         Assert.True(results.Count == tests, $"expected the {tests} tests of {suite}, parsed {results.Count}:\n{r.Output}");
         var bad = results.Where(t => t.Verdict != "passed" || t.Skipped).ToList();
         Assert.True(bad.Count == 0, "not passed: " + string.Join(", ", bad.Select(b => $"{b.Name} ({(b.Skipped ? "skipped" : b.Verdict)})")) + "\n" + r.Output);
