@@ -113,7 +113,7 @@ public sealed class Daemon : IAsyncDisposable
         log.Information("hrt ready: control {Socket}, listening on {Endpoints}", settings.ControlSocket, fabrics.SelectMany(f => f.Endpoints));
     }
 
-    private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log)];
+    private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log), new Fabrics.Nbd.NbdFabric(Targets, log)];
 
     /// <summary>
     /// Runs a LUN change asked for through the control API under the same lock as a reload,

@@ -27,6 +27,9 @@ public sealed record RuntimeSettings
     /// <summary>The raw <c>iscsi</c> section, for the fabric's own options.</summary>
     public required IConfigurationSection Iscsi { get; init; }
 
+    /// <summary>The raw <c>nbd</c> section, for the NBD fabric's own options (Fabrics/Nbd/NbdOptions).</summary>
+    public required IConfigurationSection Nbd { get; init; }
+
     public const string DefaultPortal = "127.0.0.1:3260";
     public const string DefaultControlSocket = "/run/hrt/hrt.sock";
     public const string DefaultLogDirectory = "/var/log";
@@ -150,6 +153,7 @@ public sealed record RuntimeSettings
             Luns = luns,
             SanitizeBytesPerSecond = sanitizeRate,
             Iscsi = config.GetSection("iscsi"),
+            Nbd = config.GetSection("nbd"),
         }, errors);
     }
 
