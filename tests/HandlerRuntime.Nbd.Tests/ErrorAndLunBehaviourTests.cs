@@ -170,7 +170,7 @@ public sealed class ErrorAndLunBehaviourTests(ErrorDaemon fixture) : IClassFixtu
     }
 
     [Fact]
-    public async Task A_LUN_deleted_under_a_connection_answers_ESHUTDOWN_and_never_reaches_another_LU()
+    public async Task A_LUN_deleted_under_a_connection_ends_it_and_never_reaches_another_LU()
     {
         var marker = D.File("deleted");
         var client = NbdKit.NbdshAsync(D.NbdUrl("gone"), Probe + $$"""
@@ -187,7 +187,12 @@ public sealed class ErrorAndLunBehaviourTests(ErrorDaemon fixture) : IClassFixtu
         // Another LU at the same number must not be what the old connection now reads.
         await D.CliOkAsync("lun", "create", "usurper", "ram/@", "--size", "16M", "--lun", number.ToString());
         await File.WriteAllTextAsync(marker, "");
-        Assert.Equal(new Dictionary<string, int> { ["before"] = 0, ["after"] = 108 }, Results(await client));
+        // ESHUTDOWN when the request comes before the config reload that the delete causes
+        // (it persists the LUN list), ENOTCONN after it (the reload closes connections to
+        // withdrawn exports); never the usurper's data.
+        var results = Results(await client);
+        Assert.Equal(0, results["before"]);
+        Assert.Contains(results["after"], new[] { 108, 107 });
     }
 
     /// <summary>Waits for a file the nbdsh script creates at a step (or fails with the script's output if it ended first).</summary>

@@ -149,11 +149,12 @@ public sealed class PeerServer : IAsyncDisposable
         return StartAsync("nbdkit", args, port, "");
     }
 
-    /// <summary>`qemu-nbd -b 127.0.0.1 -p PORT -f raw -x NAME -t FILE`.</summary>
+    /// <summary>`qemu-nbd -b 127.0.0.1 -p PORT -f raw -x NAME -t -e 8 FILE`.</summary>
     public static Task<PeerServer> QemuNbdAsync(string file, string export)
     {
         var port = FreePort.Next();
-        return StartAsync("qemu-nbd", ["-b", "127.0.0.1", "-p", port.ToString(), "-f", "raw", "-x", export, "-t", file], port, export);
+        // -e 8: several clients at once (the default is one, and the readiness probe may still hold it).
+        return StartAsync("qemu-nbd", ["-b", "127.0.0.1", "-p", port.ToString(), "-f", "raw", "-x", export, "-t", "-e", "8", file], port, export);
     }
 
     private static async Task<PeerServer> StartAsync(string tool, List<string> args, int port, string export)

@@ -143,6 +143,16 @@ internal sealed partial class NbdConnection
     private async Task EndAsync(string why)
     {
         phase = "closing";
+        if (Sender is { } batch && !IsClosed)
+        {
+            try
+            {
+                await batch.FlushBatchAsync(); // the replies the reader left queued (a DISC right behind its requests)
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException or OperationCanceledException)
+            {
+            }
+        }
         await WaitIdleAsync(TimeSpan.FromSeconds(30));
         if (Sender is { } sender)
         {
@@ -180,12 +190,12 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>Stops taking requests (they get ESHUTDOWN), lets those in flight finish, then closes.</summary>
-    public async Task ShutdownAsync(TimeSpan grace)
+    public async Task ShutdownAsync(TimeSpan grace, string why)
     {
         shuttingDown = true;
         if (Export is not null)
             await WaitIdleAsync(grace);
-        Close("the server is shutting down");
+        Close(why);
     }
 
     // ---- requests in flight ----

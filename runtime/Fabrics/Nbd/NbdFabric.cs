@@ -131,7 +131,7 @@ public sealed class NbdFabric(TargetRegistry targets, ILogger log) : IFabric
                 continue;
             log.Warning("NBD {Remote}: export {Export} is no longer offered to it ({Why}); closing the connection", c.RemoteText, e.Name,
                 now is null ? why : "not in nbd.allow");
-            await c.ShutdownAsync(TimeSpan.FromSeconds(5));
+            await c.ShutdownAsync(TimeSpan.FromSeconds(5), "its export was withdrawn");
         }
     }
 
@@ -265,7 +265,7 @@ public sealed class NbdFabric(TargetRegistry targets, ILogger log) : IFabric
         foreach (var l in all)
             l.Dispose();
         // Requests in flight finish (new ones get ESHUTDOWN), then every connection closes.
-        await Task.WhenAll(connections.Keys.Select(c => c.ShutdownAsync(TimeSpan.FromSeconds(10))));
+        await Task.WhenAll(connections.Keys.Select(c => c.ShutdownAsync(TimeSpan.FromSeconds(10), "the server is shutting down")));
         var running = connections.Values.ToArray();
         await Task.WhenAny(Task.WhenAll(running), Task.Delay(TimeSpan.FromSeconds(30)));
         tls?.Dispose();
