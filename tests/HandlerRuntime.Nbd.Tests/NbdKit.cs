@@ -163,25 +163,36 @@ public sealed class PeerServer : IAsyncDisposable
         foreach (var a in args)
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, _) => { };
-        p.ErrorDataReceived += (_, _) => { };
+        var output = new System.Text.StringBuilder();
+        p.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (DateTime.UtcNow < deadline)
         {
             if (p.HasExited)
-                throw new InvalidOperationException($"{tool} {string.Join(' ', args)} exited with {p.ExitCode}");
+            {
+                p.WaitForExit();
+                lock (output)
+                    throw new InvalidOperationException($"{tool} {string.Join(' ', args)} exited with {p.ExitCode}: {output}");
+            }
             try
             {
+                // Ready when the greeting comes: a bare connect can succeed with no one listening
+                // (a loopback connect whose own ephemeral port is the target port meets itself).
                 using var probe = new TcpClient();
                 await probe.ConnectAsync("127.0.0.1", port);
-                return new PeerServer(p, port, export);
+                var magic = new byte[8];
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                await probe.GetStream().ReadExactlyAsync(magic, cts.Token);
+                if (magic.AsSpan().SequenceEqual("NBDMAGIC"u8))
+                    return new PeerServer(p, port, export);
             }
-            catch (SocketException)
+            catch (Exception e) when (e is SocketException or IOException or OperationCanceledException)
             {
-                await Task.Delay(50);
             }
+            await Task.Delay(50);
         }
         p.Kill(true);
         throw new TimeoutException($"{tool} did not listen on {port}");

@@ -51,6 +51,37 @@ public sealed class NegotiationTests
     }
 
     [Fact]
+    public async Task Nbdsh_sees_every_negotiated_capability_of_a_file_LUN_as_of_nbdkit_on_the_same_file_and_its_own_block_sizes()
+    {
+        using var dir = new TempDir("hrt-nbd");
+        var image = dir.File("caps.img");
+        NbdKit.SparseFile(image, 32 << 20, (0, 1));
+        await using var d = await NbdKit.StartAsync([new("caps", "file/" + image)]);
+        await using var nbdkit = await PeerServer.NbdkitAsync(image);
+        const string script = """
+            print("read_only", h.is_read_only())
+            print("flush", h.can_flush())
+            print("fua", h.can_fua())
+            print("trim", h.can_trim())
+            print("zero", h.can_zero())
+            print("multi_conn", h.can_multi_conn())
+            print("cache", h.can_cache())
+            print("df", h.can_df())
+            print("structured", h.get_structured_replies_negotiated())
+            print("base_allocation", h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION))
+            print("size", h.get_size())
+            """;
+        var ours = await NbdKit.NbdshAsync(d.NbdUrl("caps"), script, "--base-allocation");
+        var theirs = await NbdKit.NbdshAsync(nbdkit.Url, script, "--base-allocation");
+        Assert.Equal(theirs, ours);
+        Assert.Contains("trim True", ours);
+        var sizes = await NbdKit.NbdshAsync(d.NbdUrl("caps"), """
+            print(h.get_block_size(nbd.SIZE_MINIMUM), h.get_block_size(nbd.SIZE_PREFERRED), h.get_block_size(nbd.SIZE_MAXIMUM), h.can_fast_zero(), h.is_rotational())
+            """);
+        Assert.Equal("512 4096 33554432 True False", sizes.Trim());
+    }
+
+    [Fact]
     public async Task The_empty_export_name_is_the_configured_default_and_an_unknown_export_is_refused_with_a_reason()
     {
         await using var d = await NbdKit.StartAsync([new("a", "ram/@", "8M"), new("b", "ram/@", "16M")], nbd => nbd["defaultExport"] = "b");
@@ -90,7 +121,7 @@ public sealed class NegotiationTests
         Assert.Contains("server error message: export 'priv' is not exported to 127.0.0.1", refused.Output);
 
         // A connection to pub stays open while the config drops pub: the reload closes it.
-        var holder = NbdKit.NbdshAsync(d.NbdUrl("pub"), "import time\nfor i in range(300):\n    h.pread(512, 0)\n    time.sleep(0.05)");
+        var holder = NbdKit.NbdshAsync(d.NbdUrl("pub"), "import time\nfor i in range(1200):\n    h.pread(512, 0)\n    time.sleep(0.05)");
         await NbdKit.WaitForSessionsAsync(d, 1, TimeSpan.FromSeconds(20));
         var config = JsonNode.Parse(await File.ReadAllTextAsync(d.ConfigPath))!.AsObject();
         config["nbd"]!["exports"] = new JsonArray("hidden");
@@ -115,7 +146,13 @@ public sealed class NegotiationTests
     public async Task A_live_connection_shows_in_hrt_ls_and_status_and_the_count_returns_to_zero()
     {
         await using var d = await NbdKit.StartAsync([new("disk", "ram/@", "8M")]);
-        var client = NbdKit.NbdshAsync(d.NbdUrl("disk"), "import time\ntime.sleep(4)");
+        var done = d.File("done");
+        var client = NbdKit.NbdshAsync(d.NbdUrl("disk"), $$"""
+            import os, time
+            deadline = time.time() + 60
+            while not os.path.exists("{{done}}") and time.time() < deadline:
+                time.sleep(0.05)
+            """);
         await NbdKit.WaitForSessionsAsync(d, 1, TimeSpan.FromSeconds(20));
         var ls = JsonNode.Parse(await d.CliOkAsync("ls", "--json"))!;
         var session = ls["targets"]![0]!["sessions"]![0]!;
@@ -125,6 +162,7 @@ public sealed class NegotiationTests
         Assert.StartsWith("nbd,i,0x", (string)session["initiatorPort"]!);
         Assert.Contains("export disk", await d.CliOkAsync("ls"));
         Assert.Contains("nbd 127.0.0.1:", (string)JsonNode.Parse(await d.CliOkAsync("status", "--json"))!["endpoints"]!.AsArray().Last()!);
+        await File.WriteAllTextAsync(done, "");
         await client;
         await NbdKit.WaitForSessionsAsync(d, 0, TimeSpan.FromSeconds(20));
     }

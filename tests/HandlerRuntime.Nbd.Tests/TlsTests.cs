@@ -113,18 +113,22 @@ public sealed class TlsTests
 
         var withCert = await NbdKit.InfoAsync(Nbds(d, "disk", certs.ClientDir));
         Assert.Equal(16L << 20, (long)withCert["export-size"]!);
+        var done = d.File("done");
         var holder = NbdKit.NbdshRawAsync($$"""
-            import time
+            import os, time
             h = nbd.NBD()
             h.set_uri_allow_local_file(True)   # tls-certificates= names a local directory
             h.connect_uri("{{Nbds(d, "disk", certs.ClientDir)}}")
-            time.sleep(3)
+            deadline = time.time() + 60
+            while not os.path.exists("{{done}}") and time.time() < deadline:
+                time.sleep(0.05)
             print(h.get_tls_negotiated())
             """);
         await NbdKit.WaitForSessionsAsync(d, 1, TimeSpan.FromSeconds(20));
         var session = JsonNode.Parse(await d.CliOkAsync("ls", "--json"))!["targets"]![0]!["sessions"]![0]!["details"]!;
         Assert.Equal("yes", (string)session["tls"]!);
         Assert.Contains("CN=hrt-test-client", (string)session["clientCertificate"]!);
+        await File.WriteAllTextAsync(done, "");
         var held = await holder;
         Assert.True(held.ExitCode == 0 && held.StdOut.Trim() == "True", held.ToString());
         var qemu = await NbdKit.RunOkAsync("qemu-io", [.. QemuTls(certs.ClientDir), "--image-opts", QemuNbd(d, "disk"), "-c", "write -P 0x33 0 64k", "-c", "read -P 0x33 0 64k"]);

@@ -51,7 +51,7 @@ internal sealed partial class NbdConnection
                         throw new NbdProtocolException($"a refused WRITE of {length} bytes is too large to read past");
                     await receiver.SkipAsync(length, CancellationToken.None);
                 }
-                if (error != NbdError.Shutdown)
+                if (error != NbdError.Shutdown && Log.IsEnabled(Serilog.Events.LogEventLevel.Debug))
                     Log.Debug("NBD {Remote}: {Command} at {Offset} length {Length} flags {Flags} refused with {Error}", RemoteText, command, offset, length, flags, NbdError.Name(error));
                 await WaitForRoomAsync(0);
                 var refused = Rent(0);

@@ -119,20 +119,21 @@ public sealed class NbdFabric(TargetRegistry targets, ILogger log) : IFabric
     // A connection whose export is no longer exported to it (removed from nbd.exports, its ACL
     // narrowed, nbd.allow narrowed) ends: what an operator revokes is revoked now, not at the
     // client's next reconnect.
-    private async Task CloseRevokedAsync(NbdOptions next)
+    private Task CloseRevokedAsync(NbdOptions next)
     {
+        var closing = new List<Task>();
         foreach (var c in connections.Keys)
         {
             if (c.IsClosed || c.Export is not { } e)
                 continue;
             var (now, _, why) = NbdExports.Find(Targets, next, c.RemoteAddress, c.RequestedName ?? "");
-            var allowed = next.Allow.Allows(c.RemoteAddress) && now is not null && ReferenceEquals(now.Lun, e.Lun);
-            if (allowed)
+            if (next.Allow.Allows(c.RemoteAddress) && now is not null && ReferenceEquals(now.Lun, e.Lun))
                 continue;
-            log.Warning("NBD {Remote}: export {Export} is no longer offered to it ({Why}); closing the connection", c.RemoteText, e.Name,
-                now is null ? why : "not in nbd.allow");
-            await c.ShutdownAsync(TimeSpan.FromSeconds(5), "its export was withdrawn");
+            var reason = !next.Allow.Allows(c.RemoteAddress) ? "not in nbd.allow" : now is null ? why : "the name now leads to another LU";
+            log.Warning("NBD {Remote}: export {Export} is no longer offered to it ({Why}); closing the connection", c.RemoteText, e.Name, reason);
+            closing.Add(c.ShutdownAsync(TimeSpan.FromSeconds(5), "its export was withdrawn"));
         }
+        return Task.WhenAll(closing);
     }
 
     /// <summary>Loads the TLS credentials <paramref name="o"/> names (none when TLS is off); false with the reason when the files cannot be used.</summary>
