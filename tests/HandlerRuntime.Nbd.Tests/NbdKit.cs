@@ -140,21 +140,32 @@ public sealed class PeerServer : IAsyncDisposable
 
     /// <summary>`nbdkit -f -i 127.0.0.1 -p PORT file FILE` (any export name reaches the file).</summary>
     public static Task<PeerServer> NbdkitAsync(string file, bool readOnly = false)
-    {
-        var port = FreePort.Next();
-        List<string> args = ["-f", "-i", "127.0.0.1", "-p", port.ToString()];
-        if (readOnly)
-            args.Add("-r");
-        args.AddRange(["file", file]);
-        return StartAsync("nbdkit", args, port, "");
-    }
+        => StartWithRetryAsync("nbdkit", port => ["-f", "-i", "127.0.0.1", "-p", port.ToString(), .. (readOnly ? new[] { "-r" } : []), "file", file], "");
 
     /// <summary>`qemu-nbd -b 127.0.0.1 -p PORT -f raw -x NAME -t -e 8 FILE`.</summary>
     public static Task<PeerServer> QemuNbdAsync(string file, string export)
-    {
-        var port = FreePort.Next();
         // -e 8: several clients at once (the default is one, and the readiness probe may still hold it).
-        return StartAsync("qemu-nbd", ["-b", "127.0.0.1", "-p", port.ToString(), "-f", "raw", "-x", export, "-t", "-e", "8", file], port, export);
+        => StartWithRetryAsync("qemu-nbd", port => ["-b", "127.0.0.1", "-p", port.ToString(), "-f", "raw", "-x", export, "-t", "-e", "8", file], export);
+
+    /// <summary>
+    /// Starts the peer on a free port, again on another one if it dies while starting: on this
+    /// shared machine PIDs wrap within seconds, and a signal some other program sends to a PID
+    /// it once started has been seen to land on a peer just started (nbdkit exiting with 143,
+    /// or with 0 after its SIGTERM handler). A peer that fails three times fails the test.
+    /// </summary>
+    private static async Task<PeerServer> StartWithRetryAsync(string tool, Func<int, List<string>> args, string export)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = FreePort.Next();
+            try
+            {
+                return await StartAsync(tool, args(port), port, export);
+            }
+            catch (PeerExitedException) when (attempt < 3)
+            {
+            }
+        }
     }
 
     private static async Task<PeerServer> StartAsync(string tool, List<string> args, int port, string export)
@@ -175,7 +186,7 @@ public sealed class PeerServer : IAsyncDisposable
             {
                 p.WaitForExit();
                 lock (output)
-                    throw new InvalidOperationException($"{tool} {string.Join(' ', args)} exited with {p.ExitCode}: {output}");
+                    throw new PeerExitedException($"{tool} {string.Join(' ', args)} exited with {p.ExitCode}: {output}");
             }
             try
             {
@@ -208,3 +219,6 @@ public sealed class PeerServer : IAsyncDisposable
         process.Dispose();
     }
 }
+
+/// <summary>A reference server ended while starting; the message has its exit status and output.</summary>
+public sealed class PeerExitedException(string message) : Exception(message);
