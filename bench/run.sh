@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # HandlerRuntime (hrt) against Debian's tgt, side by side on the same machine and the same
 # backing file, with the same clients. Prints a markdown table, writes a JSON file and a
-# PNG chart of the hrt/tgt ratios. See docs/performance.md for the method.
+# PNG chart of the hrt/tgt ratios. See docs/performance.md for the method. Then hrt's NBD
+# export against nbdkit (file plugin) and qemu-nbd on the same file, with fio's nbd engine
+# (bench/report_nbd.py prints that table; docs/nbd.md).
 #
 # Needs root (tgtd; the missing packages are installed with apt-get). Settings:
 #   BENCH_ROUNDS=3        rounds of A B (hrt, tgt) per workload; medians are reported
@@ -14,6 +16,7 @@
 #   TGTD_ARGS=""          extra arguments for tgtd (its defaults otherwise)
 #   BENCH_NO_BUILD=1      use the hrt already built in Release
 #   HRT_BIN=path          another hrt executable (e.g. a copy of an earlier build, for before/after)
+#   BENCH_FABRICS="iscsi nbd"  iscsi: hrt vs tgt; nbd: hrt's NBD export vs nbdkit and qemu-nbd
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -22,6 +25,7 @@ rounds=${BENCH_ROUNDS:-3}
 scale=${BENCH_SCALE:-1}
 random_seconds=${BENCH_RANDOM_SECONDS:-3}
 backings=${BENCH_BACKINGS:-"shm disk"}
+fabrics=${BENCH_FABRICS:-"iscsi nbd"}
 disk_dir=${BENCH_DISK_DIR:-/var/tmp}
 size_mib=${BENCH_SIZE_MIB:-1024}
 out=${BENCH_OUT:-$repo/bench/results}
@@ -36,7 +40,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 need=()
-for pkg in tgt libiscsi-bin qemu-utils qemu-block-extra fio gnuplot-nox python3 time iproute2 procps; do
+for pkg in tgt libiscsi-bin qemu-utils qemu-block-extra fio gnuplot-nox python3 time iproute2 procps nbdkit libnbd-bin; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -55,7 +59,7 @@ hrt=${HRT_BIN:-$repo/runtime/bin/Release/net10.0/hrt}
 
 # ---- helpers ----
 work=$(mktemp -d /tmp/hrt-bench.XXXXXX)
-hrt_pid=""; tgt_pid=""; tgt_ctl=""
+hrt_pid=""; tgt_pid=""; tgt_ctl=""; nbdkit_pid=""; qemu_nbd_pid=""
 # tgtd ignores SIGTERM while it has targets: delete them and the system, then kill if still there.
 stop_tgt() {
   [ -n "$tgt_pid" ] || return 0
@@ -72,9 +76,14 @@ stop_hrt() {
   wait "$hrt_pid" 2>/dev/null || true
   hrt_pid=""
 }
+stop_nbd_peers() {
+  for p in $nbdkit_pid $qemu_nbd_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  nbdkit_pid=""; qemu_nbd_pid=""
+}
 cleanup() {
   stop_hrt
   stop_tgt
+  stop_nbd_peers
   rm -f /dev/shm/hrt-bench-$$.img "$disk_dir/hrt-bench-$$.img"
   rm -rf "$work"
 }
@@ -89,10 +98,12 @@ tgt_iqn=iqn.2001-04.com.example:bench
 
 start_hrt() {  # $1 backing file
   local port; port=$(free_port)
+  hrt_nbd_port=$(free_port)
   mkdir -p "$work/hrt"
   cat > "$work/hrt/hrt.json" <<JSON
 { "logLevel": "warning",
   "iscsi": { "portals": [ "127.0.0.1:$port" ] },
+  "nbd": { "listen": [ "127.0.0.1:$hrt_nbd_port" ] },
   "targets": [ { "name": "$hrt_iqn", "initiators": [] } ],
   "luns": [ { "name": "bench", "cfgstring": "file/$1", "target": "$hrt_iqn", "lun": 0,
               "blockSize": 512, "writeCache": true } ] }
@@ -101,6 +112,7 @@ JSON
     --log-dir "$work/hrt/log" >"$work/hrt/out.txt" 2>&1 &
   hrt_pid=$!
   hrt_url=iscsi://127.0.0.1:$port/$hrt_iqn/0
+  hrt_nbd_url=nbd://127.0.0.1:$hrt_nbd_port/bench
   for _ in $(seq 100); do
     iscsi-inq "$hrt_url" >/dev/null 2>&1 && return 0
     kill -0 "$hrt_pid" 2>/dev/null || break
@@ -198,9 +210,91 @@ run_one() {  # backing round server pid url name tool args count bytes
   log "$backing r$round $server $name: ${seconds}s for $requests requests (load $load)"
 }
 
+# ---- NBD: hrt's export vs nbdkit (file plugin) vs qemu-nbd, fio's nbd engine ----
+
+start_nbd_peers() {  # $1 backing file
+  local kport qport; kport=$(free_port); qport=$(free_port)
+  nbdkit -f -i 127.0.0.1 -p "$kport" file "$1" >"$work/nbdkit.txt" 2>&1 &
+  nbdkit_pid=$!
+  qemu-nbd -b 127.0.0.1 -p "$qport" -f raw -x bench -t -e 8 "$1" >"$work/qemu-nbd.txt" 2>&1 &
+  qemu_nbd_pid=$!
+  nbdkit_url=nbd://127.0.0.1:$kport/
+  qemu_nbd_url=nbd://127.0.0.1:$qport/bench
+  for _ in $(seq 100); do
+    nbdinfo --size "$nbdkit_url" >/dev/null 2>&1 && nbdinfo --size "$qemu_nbd_url" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$work/nbdkit.txt" "$work/qemu-nbd.txt" >&2; echo "bench/run.sh: nbdkit or qemu-nbd did not come up" >&2; exit 1
+}
+
+# NBD workloads: name|fio arguments|requests|bytes per request (fio --io_size = requests x bytes)
+nbd_workloads() {
+  echo "read4k_qd32|--rw=read --bs=4k --iodepth=32|$(scaled 100000)|4096"
+  echo "write4k_qd32|--rw=write --bs=4k --iodepth=32|$(scaled 100000)|4096"
+  echo "read4k_qd1|--rw=read --bs=4k --iodepth=1|$(scaled 20000)|4096"
+  echo "read1m_qd8|--rw=read --bs=1m --iodepth=8|$(scaled 3000)|1048576"
+  echo "write1m_qd8|--rw=write --bs=1m --iodepth=8|$(scaled 2000)|1048576"
+}
+
+fio_nbd() {  # url args requests bytes -> prints "requests seconds"
+  # shellcheck disable=SC2086
+  /usr/bin/time -f "%U %S" -o "$work/time.txt" fio --name=bench --ioengine=nbd --uri="$1" $2 --io_size=$(( $3 * $4 )) \
+    --output-format=json </dev/null >"$work/client.txt" 2>&1 || { cat "$work/client.txt" >&2; exit 1; }
+  sed -n '/^{/,$p' "$work/client.txt" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+r = j["read"] if j["read"]["total_ios"] else j["write"]
+print(r["total_ios"], j["job_runtime"] / 1000)'
+}
+
+run_one_nbd() {  # backing round server pid url name args requests bytes
+  local backing=$1 round=$2 server=$3 pid=$4 url=$5 name=$6 args=$7 count=$8 bytes=$9
+  kill -0 "$pid" 2>/dev/null || { echo "bench/run.sh: $server (pid $pid) has gone before $backing r$round $name" >&2; exit 1; }
+  local load; load=$(cut -d' ' -f1 /proc/loadavg)
+  local before after requests seconds
+  before=$(cpu_ticks "$pid")
+  read -r requests seconds <<<"$(fio_nbd "$url" "$args" "$count" "$bytes")"
+  after=$(cpu_ticks "$pid")
+  read -r cu cs <"$work/time.txt"
+  printf '{"backing":"%s","round":%s,"server":"%s","workload":"%s","requests":%s,"bytes":%s,"seconds":%s,"server_cpu_s":%s,"client_cpu_s":%s,"load":%s}\n' \
+    "$backing" "$round" "$server" "$name" "$requests" "$bytes" "$seconds" \
+    "$(python3 -c "print(($after-$before)/$clk_tck)")" "$(python3 -c "print($cu+$cs)")" "$load" >>"$raw_nbd"
+  log "$backing r$round nbd $server $name: ${seconds}s for $requests requests (load $load)"
+}
+
+bench_nbd() {  # backing file
+  local backing=$1 file=$2
+  # Random data: a zero-filled file would let hrt send its reads as hole chunks (no data on
+  # the wire) where nbdkit and qemu-nbd send data; the comparison is about moving data.
+  log "$backing: filling $file with random data for the NBD runs"
+  dd if=/dev/urandom of="$file" bs=1M count="$size_mib" conv=fsync,notrunc status=none
+  start_hrt "$file"
+  start_nbd_peers "$file"
+  local servers=("hrt $hrt_pid $hrt_nbd_url" "nbdkit $nbdkit_pid $nbdkit_url" "qemu-nbd $qemu_nbd_pid $qemu_nbd_url")
+  # Warm-up: hrt's JIT tiers up, the page cache fills; not measured.
+  while IFS='|' read -r name args count bytes; do
+    for s in "${servers[@]}"; do
+      set -- $s
+      fio_nbd "$3" "$args" "$(( count / 4 > 0 ? count / 4 : 1 ))" "$bytes" >/dev/null
+    done
+  done < <(nbd_workloads)
+  for round in $(seq "$rounds"); do
+    while IFS='|' read -r name args count bytes; do
+      for s in "${servers[@]}"; do
+        set -- $s
+        run_one_nbd "$backing" "$round" "$1" "$2" "$3" "$name" "$args" "$count" "$bytes"
+      done
+    done < <(nbd_workloads)
+  done
+  stop_hrt
+  stop_nbd_peers
+}
+
 raw=$out/raw.jsonl
+raw_nbd=$out/raw-nbd.jsonl
 BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC'); export BENCH_DATE   # when the runs started, for the report
 : >"$raw"
+: >"$raw_nbd"
 log "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; load before: $(cat /proc/loadavg)"
 for backing in $backings; do
   case $backing in
@@ -211,6 +305,11 @@ for backing in $backings; do
   log "$backing: filling $file ($size_mib MiB)"
   dd if=/dev/zero of="$file" bs=1M count="$size_mib" conv=fsync status=none
   current_file=$file
+  if [[ " $fabrics " != *" iscsi "* ]]; then
+    [[ " $fabrics " == *" nbd "* ]] && bench_nbd "$backing" "$file"
+    rm -f "$file"
+    continue
+  fi
   start_hrt "$file"
   start_tgt "$file"
   # What one status request allocates in hrt itself, subtracted from each run's count.
@@ -235,7 +334,10 @@ for backing in $backings; do
     done < <(workloads)
   done
   stop_servers
+  [[ " $fabrics " == *" nbd "* ]] && bench_nbd "$backing" "$file"
   rm -f "$file"
 done
 
-python3 "$repo/bench/report.py" "$raw" "$out" "$rounds"
+[ -s "$raw" ] && python3 "$repo/bench/report.py" "$raw" "$out" "$rounds"
+[ -s "$raw_nbd" ] && python3 "$repo/bench/report_nbd.py" "$raw_nbd" "$out" "$rounds"
+exit 0

@@ -122,7 +122,7 @@ public sealed class Daemon : IAsyncDisposable
         systemd.Ready($"serving {Luns.Entries.Count} LUN(s) on {string.Join(", ", fabrics.SelectMany(f => f.Endpoints))}");
     }
 
-    private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log)];
+    private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log), new Fabrics.Nbd.NbdFabric(Targets, log)];
 
     /// <summary>
     /// Runs a LUN change asked for through the control API under the same lock as a reload,

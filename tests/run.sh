@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 need=()
 # Kernel tests (tests/kvm/*.sh) boot Debian's kernel in ../shared/tools/kvm-rig and need its
 # prerequisites and the guest-side tools they drive; HRT_SKIP_KVM=1 skips them, saying so.
-pkgs=(libiscsi-bin qemu-utils qemu-block-extra libzstd1)
+# NBD tests: libnbd's tools and Python module (nbdinfo, nbdsh, nbdcopy), nbdkit and qemu-nbd as
+# reference servers, fio's nbd engine, openssl for test certificates.
+pkgs=(libiscsi-bin qemu-utils qemu-block-extra libzstd1 nbdkit libnbd-bin python3-libnbd fio openssl)
 if [ -z "${HRT_SKIP_KVM:-}" ]; then
-  pkgs+=(qemu-system-x86 busybox-static kmod xz-utils open-iscsi util-linux e2fsprogs)
+  pkgs+=(qemu-system-x86 busybox-static kmod xz-utils open-iscsi util-linux e2fsprogs nbd-client)
 fi
 for pkg in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")

@@ -68,7 +68,9 @@ public static class CliApp
                     luns.AddNode(Markup.Escape($"{l.Lun}: {l.Name}  {l.Cfgstring}  {Sizes.Format(l.Size)}  {l.BlockSize}B" + (l.State == "serving" ? "" : $"  [{l.State}: {l.Reason}]")));
                 var sessions = node.AddNode("Sessions");
                 foreach (var s in t.Sessions)
-                    sessions.AddNode(Markup.Escape($"{s.InitiatorPort}  {s.Connections.Count} connection(s) {string.Join(", ", s.Connections)}  digests {s.HeaderDigest}/{s.DataDigest}"));
+                    sessions.AddNode(Markup.Escape(s.Fabric == "nbd"
+                        ? $"nbd {string.Join(", ", s.Connections)}  export {s.Details.GetValueOrDefault("export")}  {s.InitiatorPort}  TLS {s.Details.GetValueOrDefault("tls")}"
+                        : $"{s.InitiatorPort}  {s.Connections.Count} connection(s) {string.Join(", ", s.Connections)}  digests {s.HeaderDigest}/{s.DataDigest}"));
             }
             AnsiConsole.Write(tree);
             return 0;
@@ -134,7 +136,8 @@ public static class CliApp
         var handlerPath = new Option<string?>("--handler-path") { Description = "Folder of handler plugins (default: handlers/ beside hrt)" };
         var stateDir = new Option<string?>("--state-dir") { Description = $"Per-LUN state (default {RuntimeSettings.DefaultStateDirectory})" };
         var portal = new Option<string[]>("--portal") { Description = $"iSCSI portal address:port, repeatable (default {RuntimeSettings.DefaultPortal})", AllowMultipleArgumentsPerToken = false };
-        foreach (var o in new Option[] { config, logDir, logLevel, handlerPath, stateDir, portal })
+        var nbdListen = new Option<string[]>("--nbd-listen") { Description = $"NBD address:port, repeatable (default {Fabrics.Nbd.NbdOptions.DefaultListen})", AllowMultipleArgumentsPerToken = false };
+        foreach (var o in new Option[] { config, logDir, logLevel, handlerPath, stateDir, portal, nbdListen })
             cmd.Add(o);
         cmd.SetAction(async (r, ct) =>
         {
@@ -148,6 +151,9 @@ public static class CliApp
             var portals = r.GetValue(portal) ?? [];
             for (var i = 0; i < portals.Length; i++)
                 overrides[$"iscsi:portals:{i}"] = portals[i];
+            var nbd = r.GetValue(nbdListen) ?? [];
+            for (var i = 0; i < nbd.Length; i++)
+                overrides[$"nbd:listen:{i}"] = nbd[i];
             if (r.GetValue(logLevel) is { } l && !LogLevels.TryParse(l, out _))
             {
                 await Console.Error.WriteLineAsync($"hrt: '{l}' is not a log level; use {LogLevels.Accepted}.");

@@ -36,6 +36,8 @@ public sealed record RuntimeSettings
     /// <summary>The settings of the handler of <paramref name="subtype"/>, as JSON; null when there are none.</summary>
     public System.Text.Json.Nodes.JsonObject? HandlerSettings(string subtype)
         => Handlers is null ? null : ConfigJson.ToJsonObject(Handlers.GetSection(subtype));
+    /// <summary>The raw <c>nbd</c> section, for the NBD fabric's own options (Fabrics/Nbd/NbdOptions).</summary>
+    public required IConfigurationSection Nbd { get; init; }
 
     public const string DefaultPortal = "127.0.0.1:3260";
     public const string DefaultControlSocket = "/run/hrt/hrt.sock";
@@ -166,6 +168,7 @@ public sealed record RuntimeSettings
             Iscsi = config.GetSection("iscsi"),
             Handlers = config.GetSection("handlers"),
             MetricsListen = metrics,
+            Nbd = config.GetSection("nbd"),
         }, errors);
     }
 

@@ -6,7 +6,7 @@ namespace HandlerRuntime.TestSupport;
 
 /// <summary>
 /// A real `hrt serve` process for a test: its own config file, control socket, state and
-/// log directories and iSCSI portal port, all in a temporary directory. The CLI is run as
+/// log directories, iSCSI portal port and NBD port, all in a temporary directory. The CLI is run as
 /// a separate process against it, exactly as a user would.
 /// </summary>
 public sealed class HrtDaemon : IAsyncDisposable
@@ -18,11 +18,12 @@ public sealed class HrtDaemon : IAsyncDisposable
     private readonly StringBuilder output = new();
     private Process process;
 
-    private HrtDaemon(TempDir dir, ProcessStartInfo startInfo, int port, string configPath, string? handlerPath)
+    private HrtDaemon(TempDir dir, ProcessStartInfo startInfo, int port, int nbdPort, string configPath, string? handlerPath)
     {
         this.dir = dir;
         this.startInfo = startInfo;
         Port = port;
+        NbdPort = nbdPort;
         ConfigPath = configPath;
         HandlerPath = handlerPath ?? RepoPaths.Handlers;
         process = Launch();
@@ -49,6 +50,9 @@ public sealed class HrtDaemon : IAsyncDisposable
     }
 
     public int Port { get; }
+
+    /// <summary>The NBD port (nbd.listen), also a free one: daemons of parallel tests never share 10809.</summary>
+    public int NbdPort { get; }
     public string ConfigPath { get; }
     public string HandlerPath { get; }
     public string Directory => dir.Path;
@@ -64,6 +68,9 @@ public sealed class HrtDaemon : IAsyncDisposable
 
     /// <summary>The iSCSI URL of a LUN number on a target.</summary>
     public string Url(int lun = 0, string target = DefaultTarget) => $"iscsi://127.0.0.1:{Port}/{target}/{lun}";
+
+    /// <summary>The NBD URI of an export (a LUN name; "" for the default export).</summary>
+    public string NbdUrl(string export = "") => $"nbd://127.0.0.1:{NbdPort}/{export}";
 
     public string File(string name) => dir.File(name);
 
@@ -82,10 +89,12 @@ public sealed class HrtDaemon : IAsyncDisposable
     {
         var dir = new TempDir("hrt-daemon");
         var port = FreePort.Next();
+        var nbdPort = FreePort.Next();
         var config = new JsonObject
         {
             ["logLevel"] = "info",
             ["iscsi"] = new JsonObject { ["portals"] = new JsonArray($"127.0.0.1:{port}") },
+            ["nbd"] = new JsonObject { ["listen"] = new JsonArray($"127.0.0.1:{nbdPort}") },
             ["targets"] = new JsonArray(new JsonObject { ["name"] = DefaultTarget, ["initiators"] = new JsonArray() }),
             ["luns"] = new JsonArray(),
         };
@@ -118,7 +127,7 @@ public sealed class HrtDaemon : IAsyncDisposable
         psi.Environment.Remove("HRT_CONFIG");
         foreach (var (k, v) in environment ?? new Dictionary<string, string>())
             psi.Environment[k] = v;
-        var daemon = new HrtDaemon(dir, psi, port, configPath, handlerPath);
+        var daemon = new HrtDaemon(dir, psi, port, nbdPort, configPath, handlerPath);
         await daemon.WaitReadyAsync(timeout ?? TimeSpan.FromSeconds(60));
         return daemon;
     }

@@ -17,6 +17,7 @@ namespace HandlerRuntime.Fabrics.Iscsi;
 /// </summary>
 public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
 {
+    private readonly ConnectionSet<IscsiConnection> connections = new("iSCSI", log);
     /// <summary>The one target portal group tag: every portal leads to the same target port.</summary>
     public const ushort PortalGroupTag = 1;
 
@@ -24,9 +25,6 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
     private const int SoReuseAddr = 2; // Linux SO_REUSEADDR
     private readonly object gate = new();
     private readonly Dictionary<string, Listener> listeners = new(StringComparer.OrdinalIgnoreCase);
-    // Every accepted connection from before it starts until its run has ended, whatever ended
-    // it: the one count behind the connection limit, `hrt status` and shutdown.
-    private readonly ConcurrentDictionary<IscsiConnection, Task> connections = new();
     private readonly ConcurrentDictionary<string, TargetPort> ports = new(StringComparer.OrdinalIgnoreCase);
     private readonly CancellationTokenSource stopping = new();
     private readonly ILogger log = log.ForContext("Fabric", "iscsi");
@@ -156,28 +154,7 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
             }
             socket.NoDelay = true;
             var connection = new IscsiConnection(this, socket, o, log);
-            // Registered before it runs: a connection that ends at once (a reset, a bad first
-            // PDU) must not be removed before it was added, which would leave it counted forever.
-            connections[connection] = Task.CompletedTask;
-            var run = Task.Run(() => ServeAsync(connection));
-            connections.TryUpdate(connection, run, Task.CompletedTask);
-        }
-    }
-
-    /// <summary>Runs one connection and releases it, however its run ends.</summary>
-    private async Task ServeAsync(IscsiConnection connection)
-    {
-        try
-        {
-            await connection.RunAsync();
-        }
-        catch (Exception e)
-        {
-            log.Error(e, "iSCSI {Remote}: connection ended by an internal error", connection.RemoteEndPoint);
-        }
-        finally
-        {
-            connections.TryRemove(connection, out _);
+            connections.Start(connection, connection.RunAsync, connection.RemoteEndPoint);
         }
     }
 
@@ -257,10 +234,9 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
             l.Dispose();
         foreach (var s in Sessions.All)
             s.CloseAll("shutting down");
-        foreach (var c in connections.Keys)
+        foreach (var c in connections.All)
             c.Close("shutting down");
-        var running = connections.Values.ToArray();
-        await Task.WhenAny(Task.WhenAll(running), Task.Delay(TimeSpan.FromSeconds(30)));
+        await connections.WhenAllEndedAsync(TimeSpan.FromSeconds(30));
         stopping.Dispose();
     }
 

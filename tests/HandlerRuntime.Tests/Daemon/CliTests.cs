@@ -169,7 +169,7 @@ public sealed class CliTests
     {
         await using var d = await HrtDaemon.StartAsync();
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(d.ControlSocket));
-        var second = await ProcessRunner.RunAsync(RepoPaths.Hrt, ["serve", "--config", d.ConfigPath, "--control", d.ControlSocket, "--state-dir", d.File("state2"), "--log-dir", d.File("log2"), "--portal", $"127.0.0.1:{FreePort.Next()}"], TimeSpan.FromSeconds(60));
+        var second = await ProcessRunner.RunAsync(RepoPaths.Hrt, ["serve", "--config", d.ConfigPath, "--control", d.ControlSocket, "--state-dir", d.File("state2"), "--log-dir", d.File("log2"), "--portal", $"127.0.0.1:{FreePort.Next()}", "--nbd-listen", $"127.0.0.1:{FreePort.Next()}"], TimeSpan.FromSeconds(60));
         Assert.Equal(2, second.ExitCode);
         Assert.Contains("Another hrt daemon is already serving", second.StdErr);
         Assert.Equal(0, (await d.CliAsync("status")).ExitCode);
