@@ -336,6 +336,7 @@ public sealed class LunRegistry : IAsyncDisposable
             log.Error(e, "LUN {Lun}: flush before close failed", entry.Name);
         }
         await entry.Lun.Device.DisposeAsync();
+        entry.Lun.Retire();
     }
 
     public async Task<LunEntry> ResizeAsync(string name, long newSize, CancellationToken ct)

@@ -147,6 +147,14 @@ public sealed partial class ScsiLun : IDeviceEvents
             End(task, null);
             return default;
         }
+        if (retired)
+        {
+            // The LU was deleted while this command was on its way (a fabric had looked it up before):
+            // answered as for a LUN that does not exist, never run on the closed device.
+            Fail(task, Sense.LunNotSupported);
+            End(task, null);
+            return default;
+        }
         ValueTask running;
         try
         {
@@ -242,6 +250,19 @@ public sealed partial class ScsiLun : IDeviceEvents
     internal SenseData? NotReadySense => Sanitizer.NotReadySense ?? Medium.NotPresentSense ?? (readyState == 1 ? Sense.NotReadyTransitioning : null);
 
     // ---- lifecycle: quiesce, swap device, resize ----
+
+    private volatile bool retired;
+
+    /// <summary>
+    /// After the LU is deleted and its device closed (while quiesced): commands that still reach
+    /// it, held by the quiesce or sent by a fabric that had looked it up, are answered LOGICAL
+    /// UNIT NOT SUPPORTED instead of waiting forever or touching the closed device.
+    /// </summary>
+    internal void Retire()
+    {
+        retired = true;
+        Resume();
+    }
 
     /// <summary>Holds new commands and waits for in-flight ones; pair with <see cref="Resume"/>.</summary>
     public Task QuiesceAsync() => taskSet.PauseAsync();

@@ -9,15 +9,6 @@ namespace HandlerRuntime.Filters.Tests;
 /// </summary>
 public sealed class CryptoEraseTests(ITestOutputHelper output)
 {
-    /// <summary>Sanitize tests that fail on a crypt/ LUN for a reason outside crypt/, with the line of libiscsi's output that shows it.</summary>
-    private static readonly Dictionary<string, (string Reason, string Mark)> KnownGaps = new()
-    {
-        ["Sanitize.BlockErase"] = (
-            "the runtime's BLOCK ERASE (SanitizeOperation.EraseAsync) unmaps only devices whose unmapped blocks read as zeros; crypt/ has " +
-            "UNMAP (LBPME=1) but not LBPRZ, so it gets zeros written instead and GET LBA STATUS then reports the blocks MAPPED, which libiscsi refuses",
-            "LBA status descriptor is MAPPED"),
-    };
-
     [Fact]
     public async Task Libiscsi_sanitize_suite_runs_crypto_erase_on_a_crypt_lun_and_old_data_is_unreadable_after_it()
     {
@@ -30,16 +21,9 @@ public sealed class CryptoEraseTests(ITestOutputHelper output)
         var results = CunitResults.Parse(r.Output);
         output.WriteLine("libiscsi SCSI.Sanitize on crypt/@file//...:\n" + string.Join('\n', results.Select(t => $"  {t.Name}: {t.Verdict}{(t.Skipped ? " [SKIPPED]" : "")}")));
         Assert.True(results.Count == 11, $"expected the 11 tests of the Sanitize suite, parsed {results.Count}:\n{r.Output}");
-        var bad = results.Where(t => (t.Verdict != "passed" || t.Skipped) && !KnownGaps.ContainsKey(t.Name)).ToList();
+        var bad = results.Where(t => t.Verdict != "passed" || t.Skipped).ToList();
         Assert.True(bad.Count == 0, "not passed: " + string.Join(", ", bad.Select(b => $"{b.Name} ({(b.Skipped ? "skipped" : b.Verdict)})")) + "\n" + r.Output);
         Assert.Contains(results, t => t.Name == "Sanitize.CryptoErase" && t.Verdict == "passed" && !t.Skipped);
-        // A known gap must fail for its stated reason, and leave the list once it passes.
-        foreach (var (name, (reason, mark)) in KnownGaps)
-        {
-            var t = results.Single(x => x.Name == name);
-            Assert.True(t.Verdict == "FAILED" && r.Output.Contains(mark), $"{name} no longer fails as listed ({reason}): remove it from KnownGaps. Verdict: {t.Verdict}");
-        }
-
         // Our own erase, watched from both sides.
         await using var ini = await Scsi.LoginAsync(d, 0);
         var data = Scsi.Random(64 << 10, 77);

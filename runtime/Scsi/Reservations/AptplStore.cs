@@ -38,25 +38,11 @@ internal sealed partial class AptplStore(string directory)
     /// <summary>Writes <paramref name="state"/> durably, replacing what was saved.</summary>
     public void Save(ReservationState state)
     {
-        var temp = FilePath + ".tmp";
-        var bytes = Encoding.UTF8.GetBytes(Serialize(state).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            file.Write(bytes);
-            file.Flush(flushToDisk: true);
-        }
-        File.Move(temp, FilePath, overwrite: true);
-        SyncDirectory();
+        DurableFile.Replace(FilePath, Encoding.UTF8.GetBytes(Serialize(state).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
     }
 
     /// <summary>Removes the saved state (APTPL turned off): after a power loss nothing is restored.</summary>
-    public void Delete()
-    {
-        if (!File.Exists(FilePath))
-            return;
-        File.Delete(FilePath);
-        SyncDirectory();
-    }
+    public void Delete() => DurableFile.Delete(FilePath);
 
     private static JsonObject Serialize(ReservationState state)
     {
@@ -120,30 +106,4 @@ internal sealed partial class AptplStore(string directory)
     private static NexusPattern ParseNexus(JsonObject o)
         => new((string?)o["initiator"] is { Length: > 0 } name ? name : throw new InvalidDataException("an initiator has no name"),
             (string?)o["initiatorPort"], (string?)o["targetPort"], (ushort?)o["relativeTargetPortId"] ?? 0, (byte?)o["protocolId"] ?? TransportId.IscsiProtocolId);
-
-    // A rename is durable only once the directory entry is: fsync the directory too.
-    private void SyncDirectory()
-    {
-        var fd = Open(directory, 0 /* O_RDONLY */);
-        if (fd < 0)
-            throw new IOException($"cannot open {directory} to sync it (errno {Marshal.GetLastPInvokeError()})");
-        try
-        {
-            if (Fsync(fd) != 0)
-                throw new IOException($"fsync of {directory} failed (errno {Marshal.GetLastPInvokeError()})");
-        }
-        finally
-        {
-            _ = Close(fd);
-        }
-    }
-
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
-
-    [LibraryImport("libc", EntryPoint = "close")]
-    private static partial int Close(int fd);
 }

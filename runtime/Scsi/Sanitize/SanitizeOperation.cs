@@ -121,7 +121,20 @@ internal sealed class SanitizeOperation
     {
         var size = lun.Geometry.SizeBytes;
         if (lun.Device.Has(DeviceCapabilities.Unmap | DeviceCapabilities.UnmapReadsZeroes))
+        {
             await lun.Device.UnmapAsync(0, size, CancellationToken.None);
+        }
+        else if (lun.Device.Has(DeviceCapabilities.Unmap))
+        {
+            // Unmapped blocks of this device may still read back their old data (a key still
+            // decrypts it, a store keeps it): make the old data unreadable first, then deallocate,
+            // so GET LBA STATUS shows the erased LU thin as block erase leaves it.
+            if (lun.Device.CryptoErase is { } crypto)
+                await crypto.ChangeKeyAsync(CancellationToken.None);
+            else
+                await lun.Device.WriteZeroesAsync(0, size, ZeroFlags.None, CancellationToken.None);
+            await lun.Device.UnmapAsync(0, size, CancellationToken.None);
+        }
         else if (lun.Device.Has(DeviceCapabilities.WriteZeroes))
             await lun.Device.WriteZeroesAsync(0, size, ZeroFlags.MayUnmap, CancellationToken.None);
         else
@@ -169,14 +182,12 @@ internal sealed class SanitizeOperation
     {
         if (markerPath is null)
             return;
-        var temp = markerPath + ".tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(request));
-        File.Move(temp, markerPath, overwrite: true);
+        DurableFile.Replace(markerPath, JsonSerializer.SerializeToUtf8Bytes(request)); // a crash must find it, to resume
     }
 
     private void DeleteMarker()
     {
         if (markerPath is not null)
-            File.Delete(markerPath);
+            DurableFile.Delete(markerPath);
     }
 }
