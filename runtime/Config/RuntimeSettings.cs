@@ -24,6 +24,9 @@ public sealed record RuntimeSettings
     /// <summary>How fast SANITIZE OVERWRITE may write, in bytes per second (0: unlimited), so erasing one LU does not starve the rest.</summary>
     public long SanitizeBytesPerSecond { get; init; } = DefaultSanitizeRate;
 
+    /// <summary><c>tcmu.enabled</c>: serve LIO user: backstores where target_core_user is present (default true).</summary>
+    public bool TcmuEnabled { get; init; } = true;
+
     /// <summary>The raw <c>iscsi</c> section, for the fabric's own options.</summary>
     public required IConfigurationSection Iscsi { get; init; }
 
@@ -136,6 +139,8 @@ public sealed record RuntimeSettings
         if (config["sanitizeRate"] is { } rateText && !Sizes.TryParse(rateText, out sanitizeRate))
             errors.Add($"sanitizeRate: '{rateText}' is not a size per second; write e.g. 128M, or 0 for no limit.");
 
+        var tcmuEnabled = Bool(config.GetSection("tcmu"), "enabled", true, "tcmu", errors);
+
         if (errors.Count > 0)
             return (null, errors);
         return (new RuntimeSettings
@@ -149,6 +154,7 @@ public sealed record RuntimeSettings
             Targets = targets,
             Luns = luns,
             SanitizeBytesPerSecond = sanitizeRate,
+            TcmuEnabled = tcmuEnabled,
             Iscsi = config.GetSection("iscsi"),
         }, errors);
     }
