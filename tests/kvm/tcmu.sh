@@ -22,7 +22,7 @@ rig=${KVM_RIG:-$repo/../../shared/tools/kvm-rig/kvm-run}
 [ -x "$rig" ] || rig=/work/shared/tools/kvm-rig/kvm-run
 hrt=$repo/runtime/bin/Release/net10.0/hrt
 [ -x "$hrt" ] || { echo "build first: dotnet build HandlerRuntime.sln -c Release" >&2; exit 2; }
-exec "$rig" --timeout 600 --mem 3G --env HRT="$hrt" --env REPO="$repo" -- '
+exec "$rig" --timeout 900 --mem 3G --env HRT="$hrt" --env REPO="$repo" -- '
 set -euo pipefail
 step() { echo; echo "### [$(cut -d" " -f1 /proc/uptime)s] $*"; }
 fail() { echo "FAILED: $*"; echo "--- hrt log (last 40 lines):"; tail -40 /tmp/hrt/serve.out; echo "--- dmesg:"; dmesg | tail -25; exit 1; }
