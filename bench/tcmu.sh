@@ -14,8 +14,10 @@
 #   BENCH_SECONDS=8      duration of each fio job
 #   BENCH_OUT=bench/results
 #   BENCH_NO_BUILD=1     use the hrt already built in Release
-#   BENCH_WITH_FILE=1    also run hrt's file handler on a raw copy of the image (""=skip): not the
-#                        same backing as the peer's, shown apart, to tell the fabric's cost from qcow's
+#   BENCH_WITH_NOVEC=    1: also run hrt with DOTNET_EnableHWIntrinsic=0 (a probe of TCG's cost of
+#                        emulating vector instructions), shown apart
+#   BENCH_WITH_FILE=     1: also run hrt's file handler on a raw copy of the image: not the same
+#                        backing as the peer's, shown apart, to tell the fabric's cost from qcow's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -48,7 +50,7 @@ hrt=$repo/runtime/bin/Release/net10.0/hrt
 rm -f "$out/tcmu-raw.txt"
 
 "$rig" --timeout 1800 --mem 3G --cpus 2 --rw "$out" --env HRT="$hrt" --env REPO="$repo" --env OUT="$out" \
-       --env ROUNDS="$rounds" --env SECONDS_PER_JOB="$seconds" --env WITH_FILE="${BENCH_WITH_FILE:-1}" -- '
+       --env ROUNDS="$rounds" --env SECONDS_PER_JOB="$seconds" --env WITH_FILE="${BENCH_WITH_FILE:-}" --env WITH_NOVEC="${BENCH_WITH_NOVEC:-}" -- '
 set -euo pipefail
 C=/sys/kernel/config/target
 log() { echo "bench: [$(cut -d" " -f1 /proc/uptime)s] $*" >&2; }
@@ -65,9 +67,13 @@ T=$C/loopback/naa.5001405000000009/tpgt_1
 cpu_ticks() { awk "{print \$14 + \$15}" /proc/$1/stat; }
 start_daemon() { # name -> PID
     case $1 in
-    hrt|hrt-file)
+    hrt|hrt-file|hrt-novec)
+        # A probe of TCG itself: hrt-novec runs without the vector paths (AVX-512, AVX2 on -cpu max)
+        # that .NET takes in its span helpers, which TCG emulates.
+        [ $1 = hrt-novec ] && export DOTNET_EnableHWIntrinsic=0
         $HRT serve --config /tmp/hrt/hrt.json --control /tmp/hrt/hrt.sock --state-dir /tmp/hrt/state --log-dir /tmp/hrt/log > /tmp/hrt/serve.out 2>&1 &
         PID=$!
+        unset DOTNET_EnableHWIntrinsic
         for i in $(seq 1200); do grep -q "hrt ready" /tmp/hrt/serve.out && return; sleep 0.1; done
         cat /tmp/hrt/serve.out >&2; exit 1 ;;
     tcmu-runner)
@@ -144,7 +150,8 @@ echo -n naa.500140500000000a > $T/nexus
 for r in $(seq $ROUNDS); do
     run_round hrt $r
     run_round tcmu-runner $r
-    [ -n "$WITH_FILE" ] && run_round hrt-file $r
+    if [ -n "$WITH_NOVEC" ]; then run_round hrt-novec $r; fi
+    if [ -n "$WITH_FILE" ]; then run_round hrt-file $r; fi
 done
 '
 
@@ -163,6 +170,13 @@ for j in jobs:
     hc, tc = med("hrt", j, "cpu_us_per_io"), med("tcmu-runner", j, "cpu_us_per_io")
     table.append(f"| {j} | {h:.0f} | {t:.0f} | {h / t:.2f}x | {hc:.0f} | {tc:.0f} | {hc / tc:.2f}x |")
     result.append({"job": j, "hrt_iops": h, "tcmu_runner_iops": t, "iops_ratio": h / t, "hrt_cpu_us_per_io": hc, "tcmu_runner_cpu_us_per_io": tc, "cpu_ratio": hc / tc})
+if any(r["daemon"] == "hrt-novec" for r in rows):
+    table += ["", "| fio job, hrt with DOTNET_EnableHWIntrinsic=0 (no emulated vector code) | IOPS | IOPS ratio vs tcmu-runner | CPU us/IO | CPU ratio |", "|---|---:|---:|---:|---:|"]
+    for j in jobs:
+        n, t = med("hrt-novec", j, "iops"), med("tcmu-runner", j, "iops")
+        nc, tc = med("hrt-novec", j, "cpu_us_per_io"), med("tcmu-runner", j, "cpu_us_per_io")
+        table.append(f"| {j} | {n:.0f} | {n / t:.2f}x | {nc:.0f} | {nc / tc:.2f}x |")
+        result.append({"job": j, "hrt_novec_iops": n, "hrt_novec_iops_ratio": n / t, "hrt_novec_cpu_us_per_io": nc, "hrt_novec_cpu_ratio": nc / tc})
 if any(r["daemon"] == "hrt-file" for r in rows):
     table += ["", "| fio job, hrt user:file on a raw copy (not the peer's backing) | IOPS | vs tcmu-runner qcow | CPU us/IO |", "|---|---:|---:|---:|"]
     for j in jobs:
