@@ -122,7 +122,7 @@ public sealed class Daemon : IAsyncDisposable
         systemd.Ready($"serving {Luns.Entries.Count} LUN(s) on {string.Join(", ", fabrics.SelectMany(f => f.Endpoints))}");
     }
 
-    private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log), new Fabrics.Nbd.NbdFabric(Targets, log)];
+    private IEnumerable<IFabric> DefaultFabrics() => [new Fabrics.Iscsi.IscsiFabric(Targets, log), new Fabrics.Nbd.NbdFabric(Targets, log), new Fabrics.Tcmu.TcmuFabric(Luns, Plugins, log)];
 
     /// <summary>
     /// Runs a LUN change asked for through the control API under the same lock as a reload,
@@ -362,8 +362,10 @@ public sealed class Daemon : IAsyncDisposable
     {
         var luns = LunList();
         var sessions = fabrics.SelectMany(f => f.Sessions).ToList();
+        // Fabric-owned LUNs (TCMU devices) live in targets of their fabric, not of the registry.
+        var all = Targets.All.Concat(Luns.Entries.Where(e => e.Fabric is not null).Select(e => e.Target)).Distinct();
         return new LsDto(fabrics.SelectMany(f => f.Endpoints).ToList(),
-            Targets.All.OrderBy(t => t.Name, StringComparer.Ordinal).Select(t => new TargetDto(t.Name, t.Access.AllowedInitiators,
+            all.OrderBy(t => t.Name, StringComparer.Ordinal).Select(t => new TargetDto(t.Name, t.Access.AllowedInitiators,
                 t.Access.Chap is not null, t.Access.Chap?.MutualUser is not null,
                 luns.Where(l => string.Equals(l.Target, t.Name, StringComparison.OrdinalIgnoreCase)).OrderBy(l => l.Lun).ToList(),
                 sessions.Where(s => string.Equals(s.Target, t.Name, StringComparison.OrdinalIgnoreCase)).ToList())).ToList());

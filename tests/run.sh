@@ -12,6 +12,8 @@ need=()
 pkgs=(libiscsi-bin qemu-utils qemu-block-extra libzstd1 nbdkit libnbd-bin python3-libnbd fio openssl)
 if [ -z "${HRT_SKIP_KVM:-}" ]; then
   pkgs+=(qemu-system-x86 busybox-static kmod xz-utils open-iscsi util-linux e2fsprogs nbd-client)
+  # tests/kvm/tcmu.sh: LIO's tools and initiator-side checks (tcmu-runner for bench/tcmu.sh's peer)
+  pkgs+=(targetcli-fb python3-rtslib-fb python3-gi sg3-utils dbus curl tcmu-runner)
 fi
 for pkg in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")

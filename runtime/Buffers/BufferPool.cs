@@ -70,19 +70,49 @@ public sealed class BufferPool
         }
     }
 
-    /// <summary>A rented buffer. Dispose returns it; using it afterwards is a bug.</summary>
+    /// <summary>
+    /// A rented buffer. Dispose returns it; using it afterwards is a bug. A buffer made by
+    /// <see cref="CreateLoan"/> instead lends memory that belongs to someone else (a TCMU data
+    /// area mapped from the kernel), so that the core reads and writes it in place; it has no
+    /// <see cref="Array"/>, and Dispose only ends the loan.
+    /// </summary>
     public sealed class PooledBuffer : System.Buffers.IMemoryOwner<byte>
     {
         private readonly SizeClass? owner;
+        private readonly byte[]? array;
+        private Memory<byte> lent;
 
         internal PooledBuffer(SizeClass? owner, byte[] array)
         {
             this.owner = owner;
-            Array = array;
+            this.array = array;
         }
 
-        /// <summary>The whole pinned array (may be longer than <see cref="Length"/>).</summary>
-        public byte[] Array { get; }
+        private PooledBuffer() { }
+
+        /// <summary>A reusable loan: <see cref="Lend"/> points it at memory for one use, Dispose ends that use.</summary>
+        public static PooledBuffer CreateLoan() => new();
+
+        /// <summary>Lends <paramref name="memory"/> (whole) until the next Dispose.</summary>
+        public void Lend(Memory<byte> memory)
+        {
+            if (array is not null)
+                throw new InvalidOperationException("Only a loan made by CreateLoan can lend memory.");
+            if (Rented)
+                throw new InvalidOperationException("A loan was lent again before it was returned.");
+            lent = memory;
+            Length = memory.Length;
+            Rented = true;
+        }
+
+        /// <summary>Whether this buffer lends memory owned elsewhere.</summary>
+        public bool IsLoan => array is null;
+
+        /// <summary>The whole pinned array (may be longer than <see cref="Length"/>); a loan has none.</summary>
+        public byte[] Array => array ?? throw new InvalidOperationException("A lent buffer has no array; use Memory or Span.");
+
+        /// <summary>How many bytes the buffer can hold.</summary>
+        public int Capacity => array?.Length ?? lent.Length;
 
         /// <summary>The length asked for.</summary>
         public int Length { get; set; }
@@ -90,18 +120,21 @@ public sealed class BufferPool
         internal bool Rented { get; set; }
 
         /// <summary>The first <see cref="Length"/> bytes.</summary>
-        public Memory<byte> Memory => new(Array, 0, Length);
+        public Memory<byte> Memory => array is not null ? new(array, 0, Length) : lent[..Length];
 
         /// <summary>The first <see cref="Length"/> bytes.</summary>
-        public Span<byte> Span => new(Array, 0, Length);
+        public Span<byte> Span => array is not null ? new(array, 0, Length) : lent.Span[..Length];
 
-        /// <summary>Returns the buffer to its pool.</summary>
+        /// <summary>Returns the buffer to its pool (a loan: ends the loan; the memory is not touched).</summary>
         public void Dispose()
         {
             if (!Rented)
                 throw new InvalidOperationException("A pooled buffer was returned twice.");
             Rented = false;
-            owner?.Return(this);
+            if (array is null)
+                lent = default;
+            else
+                owner?.Return(this);
         }
     }
 }

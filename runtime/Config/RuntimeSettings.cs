@@ -27,6 +27,9 @@ public sealed record RuntimeSettings
     /// <summary>Where the Prometheus endpoint listens (<c>metrics.listen</c>); null: no endpoint.</summary>
     public string? MetricsListen { get; init; }
 
+    /// <summary><c>tcmu.enabled</c>: serve LIO user: backstores where target_core_user is present (default true).</summary>
+    public bool TcmuEnabled { get; init; } = true;
+
     /// <summary>The raw <c>iscsi</c> section, for the fabric's own options.</summary>
     public required IConfigurationSection Iscsi { get; init; }
 
@@ -151,6 +154,7 @@ public sealed record RuntimeSettings
         var metrics = NonEmpty(config["metrics:listen"]);
         if (metrics is not null && !TryParsePortal(metrics, out _, out _))
             errors.Add($"metrics.listen: '{metrics}' is not an address:port (for example 127.0.0.1:9464).");
+        var tcmuEnabled = Bool(config.GetSection("tcmu"), "enabled", true, "tcmu", errors);
 
         if (errors.Count > 0)
             return (null, errors);
@@ -165,6 +169,7 @@ public sealed record RuntimeSettings
             Targets = targets,
             Luns = luns,
             SanitizeBytesPerSecond = sanitizeRate,
+            TcmuEnabled = tcmuEnabled,
             Iscsi = config.GetSection("iscsi"),
             Handlers = config.GetSection("handlers"),
             MetricsListen = metrics,

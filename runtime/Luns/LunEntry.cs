@@ -28,6 +28,14 @@ public sealed class LunEntry
     /// <summary>Every plugin the LUN's device stack uses (the top one and those of devices below it).</summary>
     public IReadOnlySet<LoadedPlugin> StackPlugins { get; internal set; } = new HashSet<LoadedPlugin>();
     public string StateDirectory { get; }
+
+    /// <summary>
+    /// The fabric that brought this LUN and owns its life (a TCMU device created with targetcli),
+    /// or null for a LUN of the configuration. Such a LUN is served and listed like any other, but
+    /// never persisted, never touched by a config reload, and not deleted or resized through the
+    /// control API.
+    /// </summary>
+    public string? Fabric { get; internal init; }
     public string Name => Definition.Name;
     public long SizeBytes => Lun.BlockCount * Lun.BlockSize;
 }

@@ -64,7 +64,7 @@ public sealed class LunRegistry : IAsyncDisposable
     /// <summary>Every definition to persist: served ones as resolved, waiting ones as given.</summary>
     public IReadOnlyList<LunDefinition> Definitions
     {
-        get { lock (entries) return entries.Values.Select(e => e.Definition).Concat(waiting.Values.Select(w => w.Definition)).OrderBy(d => d.Name, StringComparer.Ordinal).ToList(); }
+        get { lock (entries) return entries.Values.Where(e => e.Fabric is null).Select(e => e.Definition).Concat(waiting.Values.Select(w => w.Definition)).OrderBy(d => d.Name, StringComparer.Ordinal).ToList(); }
     }
 
     public LunEntry? Find(string name)
@@ -116,7 +116,7 @@ public sealed class LunRegistry : IAsyncDisposable
         return entry;
     }
 
-    private async Task<LunEntry> CreateLockedAsync(LunDefinition definition, CancellationToken ct)
+    private async Task<LunEntry> CreateLockedAsync(LunDefinition definition, CancellationToken ct, ScsiTarget? fabricTarget = null, string? fabric = null)
     {
         if (definition.Validate() is { } invalid)
             throw new LunException(invalid);
@@ -126,7 +126,7 @@ public sealed class LunRegistry : IAsyncDisposable
         if (handler.CheckConfig(config) is { IsValid: false } bad)
             throw new LunException($"LUN {definition.Name}: {bad.Reason}");
 
-        var target = targets.GetOrAdd(definition.Target ?? targets.DefaultName);
+        var target = fabricTarget ?? targets.GetOrAdd(definition.Target ?? targets.DefaultName);
         var number = definition.Lun ?? target.LowestFreeNumber();
         if (target.Lookup((ulong)number) is { } taken)
             throw new LunException($"LUN number {number} of {target.Name} is already used by LUN {taken.Name}; choose another number or leave it out.", LunError.Conflict);
@@ -161,7 +161,7 @@ public sealed class LunRegistry : IAsyncDisposable
             if (!target.TryMap(number, lun))
                 throw new LunException($"LUN number {number} of {target.Name} was taken meanwhile; try again.", LunError.Conflict);
             var resolved = definition with { Target = target.Name, Lun = number };
-            var entry = new LunEntry(resolved, target, number, lun, handler, plugin, stateDirectory) { StackPlugins = stack.Plugins };
+            var entry = new LunEntry(resolved, target, number, lun, handler, plugin, stateDirectory) { StackPlugins = stack.Plugins, Fabric = fabric };
             lock (entries)
             {
                 entries[definition.Name] = entry;
@@ -304,6 +304,7 @@ public sealed class LunRegistry : IAsyncDisposable
             if (!wasWaiting)
             {
                 var entry = Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);
+                RefuseFabricOwned(entry, "delete");
                 await DeleteLockedAsync(entry, removeState: true);
             }
         }
@@ -346,6 +347,7 @@ public sealed class LunRegistry : IAsyncDisposable
         try
         {
             entry = Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);
+            RefuseFabricOwned(entry, "resize");
             await ResizeLockedAsync(entry, newSize, ct);
         }
         finally
@@ -389,7 +391,7 @@ public sealed class LunRegistry : IAsyncDisposable
             lock (entries)
                 foreach (var name in waiting.Keys.Where(n => !wanted.ContainsKey(n)).ToList())
                     waiting.Remove(name);
-            foreach (var entry in Entries)
+            foreach (var entry in Entries.Where(e => e.Fabric is null))
             {
                 if (!wanted.TryGetValue(entry.Name, out var want))
                 {
@@ -411,14 +413,82 @@ public sealed class LunRegistry : IAsyncDisposable
                 }
             }
             foreach (var want in desired)
-                if (Find(want.Name) is null)
+            {
+                if (Find(want.Name) is { Fabric: { } fabric })
+                    await TryAsync(actions, want, () => throw new LunException($"LUN {want.Name}: the name is taken by a LUN of the {fabric} fabric; rename one of them."), "");
+                else if (Find(want.Name) is null)
                     await TryAsync(actions, want, async () => await CreateLockedAsync(want, ct), $"created LUN {want.Name}");
+            }
         }
         finally
         {
             gate.Release();
         }
         return actions;
+    }
+
+    private static void RefuseFabricOwned(LunEntry entry, string verb)
+    {
+        if (entry.Fabric is { } fabric)
+            throw new LunException($"LUN {entry.Name} belongs to the {fabric} fabric, which created it; {verb} it where it was made (for a TCMU device: targetcli or configfs).", LunError.Conflict);
+    }
+
+    // ---- LUNs a fabric owns (TCMU devices): served like the rest, never persisted ----
+
+    /// <summary>
+    /// Opens a LUN that <paramref name="fabric"/> brought (a TCMU device made with targetcli) and
+    /// maps it as LUN 0 of <paramref name="target"/>, the fabric's own target (not one of the
+    /// registry's, so no other fabric reaches it). It is listed like any LUN but not persisted,
+    /// not touched by config reloads, and removed only by <see cref="DetachFabricLunAsync"/>.
+    /// </summary>
+    public async Task<LunEntry> AttachFabricLunAsync(LunDefinition definition, ScsiTarget target, string fabric, CancellationToken ct)
+    {
+        await gate.WaitAsync(ct);
+        try
+        {
+            lock (entries)
+            {
+                if (entries.ContainsKey(definition.Name) || waiting.ContainsKey(definition.Name))
+                    throw new LunException($"A LUN named {definition.Name} already exists; give the {fabric} device another name.", LunError.Conflict);
+            }
+            return await CreateLockedAsync(definition with { Lun = 0 }, ct, target, fabric);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    /// <summary>Unmaps, drains, flushes and closes a fabric's LUN; <paramref name="removeState"/> when the device itself is gone.</summary>
+    public async Task DetachFabricLunAsync(string name, bool removeState)
+    {
+        await gate.WaitAsync();
+        try
+        {
+            if (Find(name) is { Fabric: not null } entry)
+                await DeleteLockedAsync(entry, removeState);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    /// <summary>Resizes a fabric's LUN when its fabric was told the new size (TCMU's dev_size reconfig).</summary>
+    public async Task ResizeFabricLunAsync(string name, long newSize, CancellationToken ct)
+    {
+        await gate.WaitAsync(ct);
+        try
+        {
+            var entry = Find(name);
+            if (entry is not { Fabric: not null })
+                throw new LunException($"There is no fabric LUN named {name}.", LunError.NotFound);
+            await ResizeLockedAsync(entry, newSize, ct);
+        }
+        finally
+        {
+            gate.Release();
+        }
     }
 
     private async Task TryAsync(List<string> actions, LunDefinition want, Func<Task> action, string done)

@@ -103,11 +103,20 @@ public sealed partial class ScsiLun : IDeviceEvents
 
     internal bool WriteProtected => ReadOnly || Mode.SoftwareWriteProtect || readyState == 2 || (Capabilities & DeviceCapabilities.Write) == 0;
 
+    /// <summary>
+    /// A fabric's own cap on one transfer, in blocks (0: none). TCMU sets the device's
+    /// hw_max_sectors here, as tcmu-runner reports it in VPD B0h, so initiators stay below what
+    /// LIO accepts for the device.
+    /// </summary>
+    public int FabricMaxTransferBlocks { get; set; }
+
     internal int MaxTransferBlocks
     {
         get
         {
             var cap = MaxTransferBytes / Geometry.LogicalBlockSize;
+            if (FabricMaxTransferBlocks > 0)
+                cap = Math.Min(cap, FabricMaxTransferBlocks);
             var dev = Geometry.MaxTransferBlocks;
             return dev > 0 ? Math.Min(dev, cap) : cap;
         }

@@ -117,7 +117,7 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
     /// <summary>Rents a data-in buffer of <paramref name="length"/> bytes, replacing any earlier one.</summary>
     public Memory<byte> AllocateDataIn(int length)
     {
-        if (DataInBuffer is null || DataInBuffer.Array.Length < length)
+        if (DataInBuffer is null || DataInBuffer.Capacity < length)
         {
             DataInBuffer?.Dispose();
             DataInBuffer = BufferPool.Shared.Rent(length);
@@ -125,6 +125,20 @@ public sealed class ScsiTask : IScsiCommand, IValueTaskSource
         DataInBuffer.Length = length;
         DataInLength = length;
         return DataInBuffer.Memory;
+    }
+
+    /// <summary>
+    /// Offers where data-in should go (a TCMU data area lent through
+    /// <see cref="BufferPool.PooledBuffer.CreateLoan"/>): <see cref="AllocateDataIn"/> then
+    /// produces the data there, in place, when it fits, and otherwise replaces it with a pooled
+    /// buffer (the fabric sees <see cref="DataInBuffer"/> changed and copies). The task owns it
+    /// like any data-in buffer until <see cref="Reset"/>.
+    /// </summary>
+    public void ProvideDataIn(BufferPool.PooledBuffer buffer)
+    {
+        DataInBuffer?.Dispose();
+        DataInBuffer = buffer;
+        buffer.Length = 0;
     }
 
     internal void SetSense(SenseData value, bool descriptorFormat)
