@@ -342,6 +342,9 @@ public sealed partial class ScsiLun : IDeviceEvents
     /// <summary>Finds a task in this LUN's task set.</summary>
     public ScsiTask? FindTask(Func<ScsiTask, bool> match) => taskSet.Find(match);
 
+    /// <summary>Completes once no task that <paramref name="match"/> accepts is left in this LUN's task set.</summary>
+    public Task WhenNoTaskAsync(Func<ScsiTask, bool> match) => taskSet.WhenAsync(() => taskSet.Find(match) is null);
+
     /// <summary>
     /// LOGICAL UNIT RESET: abort every task, end PREVENT MEDIUM REMOVAL, drop the SPC-2
     /// reservation (persistent reservations survive a reset) and tell every nexus, the one that

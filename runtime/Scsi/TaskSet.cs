@@ -17,6 +17,7 @@ internal sealed class TaskSet(int maxConcurrent)
     private bool exclusiveRunning;
     private int pauses;
     private TaskCompletionSource? drained;
+    private List<(Func<bool> Done, TaskCompletionSource Signal)>? watchers; // only while someone waits (SANITIZE, task management)
 
     public int MaxConcurrent { get; set; } = maxConcurrent;
 
@@ -45,6 +46,7 @@ internal sealed class TaskSet(int maxConcurrent)
     public void Leave(ScsiTask task)
     {
         TaskCompletionSource? nowDrained = null;
+        List<TaskCompletionSource>? done = null;
         lock (gate)
         {
             Remove(task);
@@ -57,8 +59,42 @@ internal sealed class TaskSet(int maxConcurrent)
                 nowDrained = drained;
                 drained = null;
             }
+            if (watchers is not null)
+                Notify(ref done);
         }
         nowDrained?.TrySetResult();
+        if (done is not null)
+            foreach (var signal in done)
+                signal.TrySetResult();
+    }
+
+    /// <summary>
+    /// Completes when <paramref name="done"/> holds: checked now and after each task leaves, under
+    /// the set's lock (so it sees the set as it is; it must be quick and may use <see cref="Find"/>).
+    /// Costs a task's leaving nothing while nobody waits.
+    /// </summary>
+    public Task WhenAsync(Func<bool> done)
+    {
+        lock (gate)
+        {
+            if (done())
+                return Task.CompletedTask;
+            var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            (watchers ??= []).Add((done, signal));
+            return signal.Task;
+        }
+    }
+
+    private void Notify(ref List<TaskCompletionSource>? done)
+    {
+        for (var i = watchers!.Count - 1; i >= 0; i--)
+            if (watchers[i].Done())
+            {
+                (done ??= []).Add(watchers[i].Signal);
+                watchers.RemoveAt(i);
+            }
+        if (watchers.Count == 0)
+            watchers = null;
     }
 
     /// <summary>Holds new commands and completes when none is running. Pair with <see cref="Resume"/>.</summary>
@@ -111,19 +147,8 @@ internal sealed class TaskSet(int maxConcurrent)
     }
 
     /// <summary>Completes when no running task other than <paramref name="except"/> is left (new ones must be kept out by the caller).</summary>
-    public async Task WaitForOthersAsync(ScsiTask? except)
-    {
-        while (true)
-        {
-            lock (gate)
-            {
-                var others = running - (except is not null && !except.Waiting && Contains(except) ? 1 : 0);
-                if (others <= 0)
-                    return;
-            }
-            await Task.Delay(1); // rare (SANITIZE), so polling beats a second wake-up path on every Leave
-        }
-    }
+    public Task WaitForOthersAsync(ScsiTask? except)
+        => WhenAsync(() => running - (except is not null && !except.Waiting && Contains(except) ? 1 : 0) <= 0);
 
     private bool Contains(ScsiTask task)
     {

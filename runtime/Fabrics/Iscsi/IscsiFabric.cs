@@ -174,23 +174,19 @@ public sealed class IscsiFabric(TargetRegistry targets, ILogger log) : IFabric
     /// <summary>
     /// Waits until the tasks aborted on <paramref name="lun"/> have left it (before a task
     /// management response: CLEAR TASK SET and the resets end other initiators' tasks too).
-    /// Those of every session of this fabric are awaited by their end signal. Then the LUN is
-    /// asked once more: an aborted task no session here owns (another LU's EXTENDED COPY
-    /// step, a session already replaced by reinstatement) has no signal the fabric can await,
-    /// so for those alone the check repeats, backing off to 50 ms.
+    /// Those of every session of this fabric are awaited by their end signal, then the LUN's own
+    /// for the rest (an aborted task no session here owns: another LU's EXTENDED COPY step, a
+    /// session already replaced by reinstatement).
     /// </summary>
     internal async Task WaitAbortedAsync(ScsiLun lun, IscsiSession asking)
     {
         var timeout = IscsiSession.AbortTimeout;
-        var started = Environment.TickCount64;
         var ends = Sessions.All.Select(s => s.WhenEndedAsync(c => c.State == CommandState.Executing && c.Task.Aborted && c.Task.RunningOn == lun, timeout));
         var ended = (await Task.WhenAll(ends)).All(static e => e);
-        for (var pause = 1; ended && lun.FindTask(static t => t.Aborted) is not null; pause = Math.Min(2 * pause, 50))
+        if (ended)
         {
-            if (Environment.TickCount64 - started > timeout.TotalMilliseconds)
-                ended = false;
-            else
-                await Task.Delay(pause);
+            var rest = lun.WhenNoTaskAsync(static t => t.Aborted);
+            ended = await Task.WhenAny(rest, Task.Delay(timeout)) == rest;
         }
         if (!ended)
             log.Warning("iSCSI session {Initiator}: tasks aborted on LUN {Lun} did not finish within {Seconds} s", asking.InitiatorName, lun.Name, timeout.TotalSeconds);
