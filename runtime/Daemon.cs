@@ -347,6 +347,7 @@ public sealed class Daemon : IAsyncDisposable
     {
         Reservations = ReservationsOf(e.Lun),
         Alua = Scsi.Alua.AluaStates.Name(e.Lun.AccessState),
+        PhysicalBlockSize = e.Lun.BlockSize << e.Lun.Geometry.PhysicalBlockExponent,
     };
 
     private static ReservationsDto ReservationsOf(ScsiLun lun)

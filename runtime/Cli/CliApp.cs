@@ -176,18 +176,20 @@ public static class CliApp
         var noCache = new Option<bool>("--no-write-cache") { Description = "Write cache off: every write is durable before it completes" };
         var readOnly = new Option<bool>("--read-only") { Description = "Refuse writes" };
         var removable = new Option<bool>("--removable") { Description = "Removable medium: initiators can eject and load it (START STOP UNIT) and lock it (PREVENT ALLOW)" };
+        var physical = new Option<string?>("--physical-block-size") { Description = "Physical block size to report, e.g. 4K (READ CAPACITY(16), block limits; UNMAP granularity follows)" };
         lun.Add(Verb("create", "Create a LUN", async (c, r) =>
         {
             long? bytes = null;
             if (r.GetValue(size) is { } s)
                 bytes = Sizes.TryParse(s, out var b) ? b : throw new CliException($"'{s}' is not a size; write bytes or a number with K, M, G or T, e.g. 256M.");
             var req = new LunCreateRequest(r.GetValue(name)!, r.GetValue(cfg)!, bytes, r.GetValue(blockSize), r.GetValue(target), r.GetValue(number),
-                !r.GetValue(noCache), r.GetValue(readOnly), r.GetValue(removable));
+                !r.GetValue(noCache), r.GetValue(readOnly), r.GetValue(removable),
+                r.GetValue(physical) is { } p ? (Sizes.TryParse(p, out var pb) && pb <= int.MaxValue ? (int)pb : throw new CliException($"'{p}' is not a size; write e.g. 4096 or 4K.")) : null);
             var (dto, json) = await c.SendRawAsync<LunDto>(HttpMethod.Post, "v1/luns", req);
             if (!Print(r, json))
                 Console.WriteLine($"LUN {dto.Name} created: {Sizes.Format(dto.Size)} of {dto.Cfgstring}, {dto.Target} LUN {dto.Lun}, {dto.Wwn}");
             return 0;
-        }, name, cfg, size, blockSize, target, number, noCache, readOnly, removable));
+        }, name, cfg, size, blockSize, target, number, noCache, readOnly, removable, physical));
         var delName = new Argument<string>("name");
         lun.Add(Verb("delete", "Delete a LUN (its data stays in the backing store)", async (c, r) =>
         {

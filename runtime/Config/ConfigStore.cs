@@ -33,6 +33,7 @@ public static class ConfigStore
             if (!d.WriteCache) o["writeCache"] = false;
             if (d.ReadOnly) o["readOnly"] = true;
             if (d.Removable) o["removable"] = true;
+            if (d.PhysicalBlockSize != 0) o["physicalBlockSize"] = d.PhysicalBlockSize;
             array.Add(o);
         }
         // Keep the key where it was: rebuild the object in its original order.

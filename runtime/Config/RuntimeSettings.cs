@@ -125,6 +125,13 @@ public sealed record RuntimeSettings
             }
             if (l["target"] is { Length: > 0 } target)
                 def = def with { Target = target };
+            if (l["physicalBlockSize"] is { } pbsText)
+            {
+                if (Sizes.TryParse(pbsText, out var pbs) && pbs <= int.MaxValue)
+                    def = def with { PhysicalBlockSize = (int)pbs };
+                else
+                    errors.Add($"{where}.physicalBlockSize: '{pbsText}' is not a size; write e.g. 4096 or 4K.");
+            }
             if (l["lun"] is { } lunText)
             {
                 if (int.TryParse(lunText, out var n))

@@ -29,7 +29,8 @@ public sealed record CheckConfigRequest(string Cfgstring, bool Reach = false);
 
 public sealed record CheckConfigDto(string Cfgstring, bool Valid, string? Reason);
 
-public sealed record LunCreateRequest(string Name, string Cfgstring, long? Size, int? BlockSize, string? Target, int? Lun, bool? WriteCache, bool? ReadOnly, bool? Removable = null);
+public sealed record LunCreateRequest(string Name, string Cfgstring, long? Size, int? BlockSize, string? Target, int? Lun, bool? WriteCache, bool? ReadOnly, bool? Removable = null,
+    int? PhysicalBlockSize = null);
 
 public sealed record LunResizeRequest(long Size);
 
@@ -39,6 +40,9 @@ public sealed record LunDto(
     string Name, string Cfgstring, long Size, int BlockSize, string? Target, int? Lun, bool WriteCache, bool ReadOnly,
     string State, string? Reason, string? Handler, string? Plugin, string? Serial, string? Wwn, bool Removable = false)
 {
+    /// <summary>The physical block size initiators are told (READ CAPACITY(16)); the logical one when they are the same.</summary>
+    public int PhysicalBlockSize { get; init; }
+
     /// <summary>The ALUA state of a served LUN (active-optimized, active-non-optimized, standby, unavailable, transitioning).</summary>
     public string? Alua { get; init; }
 

@@ -84,6 +84,7 @@ public sealed partial class ControlServer : IAsyncDisposable
                 WriteCache = r.WriteCache ?? true,
                 ReadOnly = r.ReadOnly ?? false,
                 Removable = r.Removable ?? false,
+                PhysicalBlockSize = r.PhysicalBlockSize ?? 0,
             };
             var entry = await d.ChangeLunsAsync(() => d.Luns.CreateAsync(def, ct));
             return Results.Created($"/v1/luns/{entry.Name}", Daemon.ToDto(entry));

@@ -18,16 +18,19 @@ public sealed class DeviceAdapter : IBlockDevice
 {
     private const int ChunkBytes = 1 << 20;
     private readonly Func<ValueTask>? onDispose;
+    private readonly int physicalBlockSize;
     private int disposed;
 
     /// <param name="device">The handler's device.</param>
     /// <param name="onDispose">Runs after the device is closed (a nested device's claim is released).</param>
-    public DeviceAdapter(IBlockDevice device, Func<ValueTask>? onDispose = null)
+    /// <param name="physicalBlockSize">The LUN's physical block size in bytes, overriding the device's (0: the device's).</param>
+    public DeviceAdapter(IBlockDevice device, Func<ValueTask>? onDispose = null, int physicalBlockSize = 0)
     {
         Inner = device;
         this.onDispose = onDispose;
+        this.physicalBlockSize = physicalBlockSize;
         Native = device.Capabilities;
-        Geometry = device.Geometry;
+        Geometry = Shape(device.Geometry);
         ThreadModel = device.ThreadModel;
         Zoned = device.GetFeature<IZonedBlockDevice>();
         Provisioning = (Native & DeviceCapabilities.Unmap) != 0 ? device.GetFeature<IProvisioningStatus>() : null;
@@ -73,7 +76,10 @@ public sealed class DeviceAdapter : IBlockDevice
     public T? GetFeature<T>() where T : class => Inner.GetFeature<T>();
 
     /// <summary>Reads the geometry again (the device reported a resize).</summary>
-    public void RefreshGeometry() => Geometry = Inner.Geometry;
+    public void RefreshGeometry() => Geometry = Shape(Inner.Geometry);
+
+    // A LUN's own physical block size (with an UNMAP granularity to match) beats the device's.
+    private DeviceGeometry Shape(DeviceGeometry g) => physicalBlockSize > g.LogicalBlockSize ? g.WithPhysicalBlockSize(physicalBlockSize) : g;
 
     public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {

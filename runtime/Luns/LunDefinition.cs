@@ -15,6 +15,9 @@ public sealed partial record LunDefinition(string Name, string Cfgstring)
     /// <summary>Logical block size; 0 means the handler's default.</summary>
     public int BlockSize { get; init; }
 
+    /// <summary>Physical block size reported to initiators (READ CAPACITY(16), VPD B0h, with the UNMAP granularity to match); 0 takes the device's.</summary>
+    public int PhysicalBlockSize { get; init; }
+
     /// <summary>Target IQN; null means the default target.</summary>
     public string? Target { get; init; }
 
@@ -44,6 +47,9 @@ public sealed partial record LunDefinition(string Name, string Cfgstring)
             return $"LUN {Name}: block size {BlockSize} is not one of 512, 1024, 2048, 4096.";
         if (Size > 0 && Size % Math.Max(512, BlockSize) != 0)
             return $"LUN {Name}: size {Size} is not a multiple of the block size {Math.Max(512, BlockSize)}.";
+        if (PhysicalBlockSize != 0 && (PhysicalBlockSize < 512 || PhysicalBlockSize > 1 << 20 || (PhysicalBlockSize & (PhysicalBlockSize - 1)) != 0
+                || PhysicalBlockSize < Math.Max(512, BlockSize) || PhysicalBlockSize / Math.Max(512, BlockSize) > 1 << 15))
+            return $"LUN {Name}: physical block size {PhysicalBlockSize} must be a power of two from the logical block size ({Math.Max(512, BlockSize)}) to 1M.";
         if (Lun is < 0 or > Scsi.ScsiTarget.MaxLunNumber)
             return $"LUN {Name}: LUN number {Lun} is outside 0-{Scsi.ScsiTarget.MaxLunNumber}.";
         return null;

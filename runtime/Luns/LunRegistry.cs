@@ -148,7 +148,8 @@ public sealed class LunRegistry : IAsyncDisposable
             try
             {
                 // The LU keeps APTPL persistent reservations in its state directory and restores them here.
-                lun = new ScsiLun(LunIdentity.FromName(definition.Name, subtype), device, definition.ReadOnly, definition.WriteCache, log, stateDirectory, definition.Removable);
+                lun = new ScsiLun(LunIdentity.FromName(definition.Name, subtype), device, definition.ReadOnly, definition.WriteCache, log, stateDirectory, definition.Removable,
+                    definition.PhysicalBlockSize);
             }
             catch (InvalidDataException e)
             {
@@ -517,7 +518,8 @@ public sealed class LunRegistry : IAsyncDisposable
             && (want.Lun is null || want.Lun == entry.Number)
             && want.WriteCache == have.WriteCache
             && want.ReadOnly == have.ReadOnly
-            && want.Removable == have.Removable;
+            && want.Removable == have.Removable
+            && want.PhysicalBlockSize == have.PhysicalBlockSize;
         if (!same)
             return Change.Other;
         return want.Size != 0 && want.Size != entry.SizeBytes ? Change.Size : Change.None;

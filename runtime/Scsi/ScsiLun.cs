@@ -17,6 +17,7 @@ public sealed partial class ScsiLun : IDeviceEvents
     public const int MaxTransferBytes = 32 << 20;
 
     private readonly TaskSet taskSet;
+    private readonly int physicalBlockSize;
     private readonly FailureLog storeFailures = new();
     private int readyState; // 0 ready, 1 transitioning (connection lost), 2 lock lost
 
@@ -31,9 +32,11 @@ public sealed partial class ScsiLun : IDeviceEvents
     /// are saved there and restored here. Null for an LU that cannot persist them (APTPL is then
     /// refused). Throws <see cref="InvalidDataException"/> when the saved state is unreadable.
     /// </param>
-    public ScsiLun(LunIdentity identity, IBlockDevice device, bool readOnly, bool writeCache, ILogger log, string? stateDirectory = null, bool removable = false)
+    /// <param name="physicalBlockSize">Physical block size to report (READ CAPACITY(16), VPD B0h), overriding the device's; 0 for the device's.</param>
+    public ScsiLun(LunIdentity identity, IBlockDevice device, bool readOnly, bool writeCache, ILogger log, string? stateDirectory = null, bool removable = false, int physicalBlockSize = 0)
     {
         Identity = identity;
+        this.physicalBlockSize = physicalBlockSize;
         ReadOnly = readOnly;
         Log = log.ForContext("Lun", identity.Name);
         Mode = new ModeState(writeCache);
@@ -281,7 +284,7 @@ public sealed partial class ScsiLun : IDeviceEvents
     /// <summary>Attaches a (re)opened device; call while quiesced or before first use.</summary>
     internal void AttachDevice(IBlockDevice device)
     {
-        Device = device as DeviceAdapter ?? new DeviceAdapter(device);
+        Device = device as DeviceAdapter ?? new DeviceAdapter(device, physicalBlockSize: physicalBlockSize);
         taskSet.MaxConcurrent = Device.ThreadModel == ThreadModel.Parallel ? int.MaxValue : 1;
     }
 
