@@ -25,7 +25,7 @@ internal static class StatsCommand
             var every = TimeSpan.FromSeconds(Math.Clamp(r.GetValue(interval), 0.1, 3600));
             var before = await c.GetAsync<StatsDto>("v1/stats");
             if (only is not null && before.Luns.All(l => l.Name != only))
-                throw new CliException($"There is no LUN named {only}; `hrt lun list` shows the LUNs.");
+                throw new CliException(Luns.LunRegistry.NoSuchLun(only));
             if (!r.GetValue(watch))
             {
                 await Task.Delay(every);

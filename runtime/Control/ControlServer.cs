@@ -98,7 +98,7 @@ public sealed partial class ControlServer : IAsyncDisposable
             Results.Ok(Daemon.ToDto(await d.ChangeLunsAsync(() => d.Luns.ResizeAsync(name, r.Size, ct)))));
         app.MapPost("/v1/luns/{name}/alua", (string name, LunAluaRequest r) =>
         {
-            var entry = d.Luns.Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);
+            var entry = d.Luns.Get(name);
             var state = AluaStates.Parse(r.State ?? "");
             entry.Lun.SetAccessState(state);
             d.Log.Information("LUN {Lun}: ALUA state set to {State} by an operator", name, AluaStates.Name(state));

@@ -72,6 +72,12 @@ public sealed class LunRegistry : IAsyncDisposable
         lock (entries) return entries.GetValueOrDefault(name);
     }
 
+    /// <summary>The LUN named <paramref name="name"/>; a <see cref="LunException"/> (not found) saying how to list them when there is none.</summary>
+    public LunEntry Get(string name) => Find(name) ?? throw new LunException(NoSuchLun(name), LunError.NotFound);
+
+    /// <summary>The sentence for a LUN name that names nothing.</summary>
+    public static string NoSuchLun(string name) => $"There is no LUN named {name}; `hrt lun list` shows the LUNs.";
+
     /// <summary>Validates a cfgstring with its handler, without opening anything.</summary>
     public ConfigCheck CheckConfig(string cfgstring)
     {
@@ -304,7 +310,7 @@ public sealed class LunRegistry : IAsyncDisposable
             lock (entries) wasWaiting = waiting.Remove(name);
             if (!wasWaiting)
             {
-                var entry = Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);
+                var entry = Get(name);
                 RefuseFabricOwned(entry, "delete");
                 await DeleteLockedAsync(entry, removeState: true);
             }
@@ -347,7 +353,7 @@ public sealed class LunRegistry : IAsyncDisposable
         LunEntry entry;
         try
         {
-            entry = Find(name) ?? throw new LunException($"There is no LUN named {name}; `hrt lun list` shows the LUNs.", LunError.NotFound);
+            entry = Get(name);
             RefuseFabricOwned(entry, "resize");
             await ResizeLockedAsync(entry, newSize, ct);
         }

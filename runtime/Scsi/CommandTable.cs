@@ -26,6 +26,12 @@ internal enum CommandFlags
     /// to one device call. Everything else may emulate, lock or wait, and runs from the pool.
     /// </summary>
     MayRunInline = 32,
+    /// <summary>Answered in the ALUA standby state (SPC-4 5.15.2.4.5).</summary>
+    AluaStandby = 64,
+    /// <summary>Answered in the ALUA unavailable state, and so in standby too (SPC-4 5.15.2.4.6).</summary>
+    AluaUnavailable = 128 | AluaStandby,
+    /// <summary>Answered in every ALUA state, transitioning included (SPC-4 5.15.2.4.7).</summary>
+    AluaAnyState = 256 | AluaUnavailable,
 }
 
 /// <summary>
@@ -66,6 +72,8 @@ internal static class CommandTable
     {
         const CommandFlags M = CommandFlags.MediumAccess, W = CommandFlags.Writes | CommandFlags.MediumAccess, U = CommandFlags.IgnoresUnitAttention;
         const CommandFlags Inline = CommandFlags.MayRunInline;
+        // What an LU answers through a port group that is not active (SPC-4 5.15.2.4.4-7): each state's list includes the next one's.
+        const CommandFlags Standby = CommandFlags.AluaStandby, Unavailable = CommandFlags.AluaUnavailable, AnyState = CommandFlags.AluaAnyState;
         // Reservation classes follow SPC-4 5.13.1 and SBC-3 4.17 ("commands that are allowed in the presence of various reservations").
         var free = ReservationRule.Unrestricted;
         var allowed = ReservationRule.PersistentlyAllowed;
@@ -73,12 +81,12 @@ internal static class CommandTable
         var write = ReservationRule.Write;
 
         Add("TEST UNIT READY", [0x00, 0, 0, 0, 0, 0], BasicCommands.TestUnitReady, allowed);
-        Add("REQUEST SENSE", [0x03, 0x01, 0, 0, 0xFF, 0], BasicCommands.RequestSense, free, U);
-        Add("INQUIRY", [0x12, 0x01, 0xFF, 0xFF, 0xFF, 0], InquiryCommand.Execute, free, U);
-        Add("MODE SELECT(6)", [0x15, 0x11, 0, 0, 0xFF, 0], ModeCommands.ModeSelect6, write);
-        Add("MODE SENSE(6)", [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0], ModeCommands.ModeSense6, read);
-        Add("MODE SELECT(10)", [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ModeCommands.ModeSelect10, write);
-        Add("MODE SENSE(10)", [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0], ModeCommands.ModeSense10, read);
+        Add("REQUEST SENSE", [0x03, 0x01, 0, 0, 0xFF, 0], BasicCommands.RequestSense, free, U | AnyState);
+        Add("INQUIRY", [0x12, 0x01, 0xFF, 0xFF, 0xFF, 0], InquiryCommand.Execute, free, U | AnyState);
+        Add("MODE SELECT(6)", [0x15, 0x11, 0, 0, 0xFF, 0], ModeCommands.ModeSelect6, write, Standby);
+        Add("MODE SENSE(6)", [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0], ModeCommands.ModeSense6, read, Standby);
+        Add("MODE SELECT(10)", [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ModeCommands.ModeSelect10, write, Standby);
+        Add("MODE SENSE(10)", [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0], ModeCommands.ModeSense10, read, Standby);
         Add("READ CAPACITY(10)", [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0], CapacityCommands.ReadCapacity10, allowed, M);
         Add("READ CAPACITY(16)", [0x9E, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0], CapacityCommands.ReadCapacity16, allowed, M, sa: 0x10);
 
@@ -106,7 +114,7 @@ internal static class CommandTable
         Add("RECEIVE COPY OPERATING PARAMETERS", [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], Copy.ReceiveCopyResultsCommand.OperatingParameters, read, sa: 0x03);
         Add("RECEIVE COPY FAILURE DETAILS(LID1)", [0x84, 0x04, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], Copy.ReceiveCopyResultsCommand.FailedSegmentDetails, read, sa: 0x04);
         // REPORT LUNS is answered by the target (it needs the LUN map), but validated from here.
-        Add("REPORT LUNS", [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], static (_, _) => default, free, U);
+        Add("REPORT LUNS", [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], static (_, _) => default, free, U | AnyState);
 
         Add("WRITE AND VERIFY(10)", [0x2E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0], MediumCommands.WriteAndVerify, write, W, RangeLayout.Cdb10);
         Add("WRITE AND VERIFY(12)", [0xAE, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0], MediumCommands.WriteAndVerify, write, W, RangeLayout.Cdb12);
@@ -129,10 +137,10 @@ internal static class CommandTable
         Add("SANITIZE(CRYPTOGRAPHIC ERASE)", [0x48, 0xA3, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.CryptoErase, write, W, sa: 0x03,
             available: static l => l.Device.CryptoErase is not null);
         Add("SANITIZE(EXIT FAILURE MODE)", [0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], SanitizeCommand.ExitFailureMode, write, CommandFlags.Writes, sa: 0x1F);
-        Add("REPORT TARGET PORT GROUPS", [0xA3, 0x2A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], TargetPortGroupCommands.ReportTargetPortGroups, allowed, sa: 0x0A);
-        Add("SET TARGET PORT GROUPS", [0xA4, 0x0A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], TargetPortGroupCommands.SetTargetPortGroups, write, sa: 0x0A);
-        Add("REPORT SUPPORTED OPERATION CODES", [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportOperationCodes, allowed, sa: 0x0C);
-        Add("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportTaskManagementFunctions, allowed, sa: 0x0D);
+        Add("REPORT TARGET PORT GROUPS", [0xA3, 0x2A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], TargetPortGroupCommands.ReportTargetPortGroups, allowed, AnyState, sa: 0x0A);
+        Add("SET TARGET PORT GROUPS", [0xA4, 0x0A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], TargetPortGroupCommands.SetTargetPortGroups, write, Unavailable, sa: 0x0A);
+        Add("REPORT SUPPORTED OPERATION CODES", [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportOperationCodes, allowed, Unavailable, sa: 0x0C);
+        Add("REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], SupportedCommands.ReportTaskManagementFunctions, allowed, Unavailable, sa: 0x0D);
         // ---- zoned block commands (ZBC-1 5.2-5.6), only on zoned LUNs ----
         static bool Zoned(ScsiLun l) => l.Device.Zoned is not null;
         Add("REPORT ZONES", [0x95, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBF, 0], ZonedCommands.ReportZones, read, M, sa: 0x00, available: Zoned);
@@ -143,13 +151,13 @@ internal static class CommandTable
 
         // Reservations. PERSISTENT RESERVE IN/OUT have one entry per service action (REPORT SUPPORTED
         // OPERATION CODES lists them so); RESERVE(10)/RELEASE(10) without 3RDPTY or LONGID carry no data.
-        Add("PERSISTENT RESERVE IN(READ KEYS)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadKeys, ReservationRule.PersistentReserveIn, sa: 0x00);
-        Add("PERSISTENT RESERVE IN(READ RESERVATION)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadReservation, ReservationRule.PersistentReserveIn, sa: 0x01);
-        Add("PERSISTENT RESERVE IN(REPORT CAPABILITIES)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReportCapabilities, ReservationRule.PersistentReserveIn, sa: 0x02);
-        Add("PERSISTENT RESERVE IN(READ FULL STATUS)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadFullStatus, ReservationRule.PersistentReserveIn, sa: 0x03);
+        Add("PERSISTENT RESERVE IN(READ KEYS)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadKeys, ReservationRule.PersistentReserveIn, Standby, sa: 0x00);
+        Add("PERSISTENT RESERVE IN(READ RESERVATION)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadReservation, ReservationRule.PersistentReserveIn, Standby, sa: 0x01);
+        Add("PERSISTENT RESERVE IN(REPORT CAPABILITIES)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReportCapabilities, ReservationRule.PersistentReserveIn, Standby, sa: 0x02);
+        Add("PERSISTENT RESERVE IN(READ FULL STATUS)", [0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0], ReservationCommands.ReadFullStatus, ReservationRule.PersistentReserveIn, Standby, sa: 0x03);
         string[] prout = ["REGISTER", "RESERVE", "RELEASE", "CLEAR", "PREEMPT", "PREEMPT AND ABORT", "REGISTER AND IGNORE EXISTING KEY", "REGISTER AND MOVE"];
         for (var sa = 0; sa < prout.Length; sa++)
-            Add($"PERSISTENT RESERVE OUT({prout[sa]})", [0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0], ReservationCommands.PersistentReserveOut, ReservationRule.PersistentReserveOut, sa: sa);
+            Add($"PERSISTENT RESERVE OUT({prout[sa]})", [0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0], ReservationCommands.PersistentReserveOut, ReservationRule.PersistentReserveOut, Standby, sa: sa);
         Add("RESERVE(6)", [0x16, 0, 0, 0, 0, 0], ReservationCommands.Reserve, ReservationRule.Spc2ReserveRelease);
         Add("RELEASE(6)", [0x17, 0, 0, 0, 0, 0], ReservationCommands.Release, ReservationRule.Spc2ReserveRelease);
         Add("RESERVE(10)", [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0], ReservationCommands.Reserve, ReservationRule.Spc2ReserveRelease);

@@ -32,12 +32,11 @@ internal sealed class AluaPortGroup
         var s = State;
         if (s is AsymmetricAccessState.ActiveOptimized or AsymmetricAccessState.ActiveNonOptimized)
             return null;
-        var op = command?.Opcode ?? -1;
-        var sa = command?.ServiceAction ?? -1;
-        // SPC-4 5.15.2.4.4-6: what each state still answers; each list includes the next one.
-        var always = op is 0x12 or 0xA0 or 0x03 || (op == 0xA3 && sa == 0x0A);
-        var unavailable = always || (op == 0xA4 && sa == 0x0A) || (op == 0xA3 && sa is 0x0C or 0x0D);
-        var standby = unavailable || op is 0x1A or 0x5A or 0x15 or 0x55 or 0x5E or 0x5F;
+        // What each state still answers is a column of the command table (SPC-4 5.15.2.4.4-7).
+        var flags = command?.Flags ?? CommandFlags.None;
+        var always = (flags & CommandFlags.AluaAnyState) == CommandFlags.AluaAnyState;
+        var unavailable = (flags & CommandFlags.AluaUnavailable) == CommandFlags.AluaUnavailable;
+        var standby = (flags & CommandFlags.AluaStandby) != 0;
         return s switch
         {
             AsymmetricAccessState.Standby when !standby => new SenseData(SenseKey.NotReady, 0x04, 0x0B),
