@@ -17,7 +17,10 @@ public sealed class PluginHost : IAsyncDisposable
     /// <summary>Moves the LUNs of one plugin version to another; returns an error sentence, or null when all moved.</summary>
     public delegate Task<string?> PluginSwitcher(LoadedPlugin from, LoadedPlugin to);
 
-    private static readonly TimeSpan RescanInterval = TimeSpan.FromSeconds(2);
+    // The watcher notices a dropped-in folder at once; the rescan is the fallback for filesystems
+    // that do not notify (and for a watcher that overflowed), so it can be slow while the watcher works.
+    private static readonly TimeSpan RescanInterval = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan RescanIntervalWithoutWatcher = TimeSpan.FromSeconds(2);
     private readonly ILogger log;
     private readonly IReadOnlySet<string> shared;
     private readonly SemaphoreSlim gate = new(1, 1);
@@ -80,8 +83,13 @@ public sealed class PluginHost : IAsyncDisposable
         watcher.Created += (_, _) => RequestScan();
         watcher.Deleted += (_, _) => RequestScan();
         watcher.Renamed += (_, _) => RequestScan();
+        watcher.Error += (_, e) =>
+        {
+            log.Warning("Watching the handler path {Path} failed ({Reason}); rescanning it every {Seconds} s instead", HandlerPath, e.GetException().Message, RescanIntervalWithoutWatcher.TotalSeconds);
+            timer?.Change(RescanIntervalWithoutWatcher, RescanIntervalWithoutWatcher);
+            RequestScan();
+        };
         watcher.EnableRaisingEvents = true;
-        // The watcher is the fast path; the periodic rescan covers filesystems that do not notify.
         timer = new Timer(_ => RequestScan(), null, RescanInterval, RescanInterval);
     }
 
