@@ -35,8 +35,23 @@ internal sealed class PageMap(long bytes, int pageSize)
         var state = IsWritten(page);
         var lastPage = (offset + max - 1) / pageSize;
         var next = page + 1;
-        while (next <= lastPage && IsWritten(next) == state)
-            next++;
+        // A word at a time: the first page after this one whose bit differs from its state.
+        var flip = state ? -1L : 0L;
+        while (next <= lastPage)
+        {
+            var word = (int)(next >> 6);
+            var shift = (int)(next & 63);
+            var differing = (Volatile.Read(ref bits[word]) ^ flip) >> shift;
+            if (shift > 0)
+                differing &= (1L << (64 - shift)) - 1; // the arithmetic shift dragged the sign in
+            if (differing != 0)
+            {
+                next += System.Numerics.BitOperations.TrailingZeroCount(differing);
+                break;
+            }
+            next += 64 - shift;
+        }
+        next = Math.Min(next, lastPage + 1);
         return (state, Math.Min(max, next * pageSize - offset));
     }
 
@@ -48,9 +63,11 @@ internal sealed class PageMap(long bytes, int pageSize)
             var from = (int)(page & 63);
             var to = (int)Math.Min(64, from + (end - page));
             var mask = to == 64 ? -1L << from : ((1L << to) - 1) & (-1L << from);
-            if (set)
+            // Rewriting written pages is the common case: leave the word (and its cache line) alone then.
+            var now = Volatile.Read(ref bits[word]);
+            if (set && (now & mask) != mask)
                 Interlocked.Or(ref bits[word], mask);
-            else
+            else if (!set && (now & mask) != 0)
                 Interlocked.And(ref bits[word], ~mask);
             page += to - from;
         }
