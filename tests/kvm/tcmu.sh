@@ -199,10 +199,19 @@ dd if=/dev/$WR of=/dev/null bs=1M count=4 iflag=direct status=none || fail "I/O 
 
 step "kill -9 of hrt under fio, then a restart: fio finishes with its data verified"
 echo 180 > /sys/block/$PRE/device/timeout
-fio --name=crash --filename=/dev/$PRE --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --size=16M \
+fio --name=crash --filename=/dev/$PRE --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --size=48M \
     --verify=crc32c --do_verify=1 --verify_fatal=1 --output=/tmp/crash.out &
 FIO=$!
-sleep 4
+# Kill once fio is well into its writes, judged by the disk's own counter
+# (field 5 of /sys/block/X/stat: writes completed), not by a sleep: a quiet
+# machine finished 16 MiB within a fixed 4 s, a loaded one had barely begun.
+W0=$(awk "{print \$5}" /sys/block/$PRE/stat)
+for i in $(seq 1 600); do
+    [ $(( $(awk "{print \$5}" /sys/block/$PRE/stat) - W0 )) -ge 1024 ] && break
+    kill -0 $FIO 2>/dev/null || break
+    sleep 0.1
+done
+echo "writes completed before the kill: $(( $(awk "{print \$5}" /sys/block/$PRE/stat) - W0 ))"
 kill -0 $FIO || { cat /tmp/crash.out; fail "fio ended before the crash"; }
 kill -9 $HRT_PID
 wait $HRT_PID 2>/dev/null || true
