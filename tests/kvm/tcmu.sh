@@ -202,7 +202,7 @@ echo 180 > /sys/block/$PRE/device/timeout
 fio --name=crash --filename=/dev/$PRE --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --size=48M \
     --verify=crc32c --do_verify=1 --verify_fatal=1 --output=/tmp/crash.out &
 FIO=$!
-# Kill once fio is well into its writes, judged by the disk's own counter
+# Kill once fio is well into its writes, judged by the disk own counter
 # (field 5 of /sys/block/X/stat: writes completed), not by a sleep: a quiet
 # machine finished 16 MiB within a fixed 4 s, a loaded one had barely begun.
 W0=$(awk "{print \$5}" /sys/block/$PRE/stat)
