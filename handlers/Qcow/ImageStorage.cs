@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using HandlerRuntime.Handlers.Shared;
 using System.Runtime.InteropServices;
 using HandlerRuntime.Sdk;
@@ -22,6 +23,20 @@ internal abstract class ImageStorage : IDisposable
     public abstract ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default);
 
     public abstract ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Reads a table of <paramref name="entries"/> big-endian 64-bit entries (an L1, L2 or
+    /// refcount table): qcow stores every table this way, and this is the one decode of it.
+    /// </summary>
+    public async ValueTask<ulong[]> ReadTableAsync(long offset, long entries, CancellationToken cancellationToken = default)
+    {
+        var bytes = new byte[entries * sizeof(ulong)];
+        await ReadAsync(offset, bytes, cancellationToken);
+        var table = MemoryMarshal.Cast<byte, ulong>(bytes).ToArray();
+        if (BitConverter.IsLittleEndian)
+            BinaryPrimitives.ReverseEndianness(table, table);
+        return table;
+    }
 
     /// <summary>Makes every completed write durable (fdatasync).</summary>
     public abstract void Sync();

@@ -68,11 +68,7 @@ internal sealed class Qcow1Image : IImage
             throw new HandlerConfigException($"{file.Name} has an invalid qcow header (cluster_bits {clusterBits}, l2_bits {l2Bits}); the image is damaged.");
         var l1Shift = clusterBits + l2Bits;
         var l1Size = (size + (1L << l1Shift) - 1) >> l1Shift;
-        var bytes = new byte[l1Size * 8];
-        await file.ReadAsync(l1Offset, bytes);
-        var l1 = new ulong[l1Size];
-        for (var i = 0; i < l1.Length; i++)
-            l1[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+        var l1 = await file.ReadTableAsync(l1Offset, l1Size);
         string? backingName = null;
         if (backingOffset != 0)
         {
@@ -148,11 +144,7 @@ internal sealed class Qcow1Image : IImage
     {
         if (!l2Cache.TryGetValue(l2Offset, out var table))
         {
-            var bytes = new byte[8 << l2Bits];
-            await file.ReadAsync(l2Offset, bytes, cancellationToken);
-            table = new ulong[1 << l2Bits];
-            for (var i = 0; i < table.Length; i++)
-                table[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+            table = await file.ReadTableAsync(l2Offset, 1L << l2Bits, cancellationToken);
             if (l2Order.Count >= 64)
                 l2Cache.Remove(l2Order.Dequeue());
             l2Cache[l2Offset] = table;

@@ -45,11 +45,7 @@ internal sealed partial class Qcow2Image
             if (s.L1Size == 0)
                 continue;
             Count(s.L1Offset, (long)s.L1Size * 8);
-            var bytes = new byte[(long)s.L1Size * 8];
-            await file.ReadAsync(s.L1Offset, bytes);
-            var table = new ulong[s.L1Size];
-            for (var i = 0; i < table.Length; i++)
-                table[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+            var table = await file.ReadTableAsync(s.L1Offset, s.L1Size);
             await CountMappingAsync(table, Count);
         }
 

@@ -93,11 +93,7 @@ internal sealed partial class Qcow2Image : IImage
         }
         if (writable && !file.Writable)
             throw new InvalidOperationException("a writable image needs writable storage");
-        var l1Bytes = new byte[(long)header.L1Size * 8];
-        await file.ReadAsync(header.L1Offset, l1Bytes);
-        var l1 = new ulong[header.L1Size];
-        for (var i = 0; i < l1.Length; i++)
-            l1[i] = BinaryPrimitives.ReadUInt64BigEndian(l1Bytes.AsSpan(i * 8));
+        var l1 = await file.ReadTableAsync(header.L1Offset, header.L1Size);
         var backing = await openBacking(header);
         var image = new Qcow2Image(file, header, l1, backing, cacheBytes, log);
         try

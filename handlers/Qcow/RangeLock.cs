@@ -5,13 +5,18 @@ namespace HandlerRuntime.Handlers.Qcow;
 /// readers exclude only writers. It keeps a host cluster from being freed and reused
 /// while a command still reads or writes it outside the metadata lock.
 /// </summary>
+/// <remarks>
+/// An uncontended acquire and release allocate nothing: holders are structs in a list,
+/// and the signal that wakes waiters is made only when someone has to wait.
+/// </remarks>
 internal sealed class RangeLock
 {
     private readonly object gate = new();
     private readonly List<Holder> held = [];
-    private TaskCompletionSource released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? released;   // null while nobody waits
+    private long nextId;
 
-    internal sealed record Holder(long First, long Last, bool Shared);
+    private readonly record struct Holder(long Id, long First, long Last, bool Shared);
 
     public async ValueTask<Releaser> AcquireAsync(long firstCluster, long lastCluster, bool shared, CancellationToken cancellationToken)
     {
@@ -29,39 +34,45 @@ internal sealed class RangeLock
                     }
                 if (!conflict)
                 {
-                    var holder = new Holder(firstCluster, lastCluster, shared);
-                    held.Add(holder);
-                    return new Releaser(this, holder);
+                    var id = ++nextId;
+                    held.Add(new Holder(id, firstCluster, lastCluster, shared));
+                    return new Releaser(this, id);
                 }
+                released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 wait = released.Task;
             }
             await wait.WaitAsync(cancellationToken);
         }
     }
 
-    private void Release(Holder holder)
+    private void Release(long id)
     {
-        TaskCompletionSource signal;
+        TaskCompletionSource? signal;
         lock (gate)
         {
-            held.Remove(holder);
+            for (var i = 0; i < held.Count; i++)
+                if (held[i].Id == id)
+                {
+                    held.RemoveAt(i);
+                    break;
+                }
             signal = released;
-            released = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            released = null;
         }
-        signal.SetResult();
+        signal?.SetResult();
     }
 
     public readonly struct Releaser : IDisposable
     {
         private readonly RangeLock owner;
-        private readonly Holder holder;
+        private readonly long id;
 
-        internal Releaser(RangeLock owner, Holder holder)
+        internal Releaser(RangeLock owner, long id)
         {
             this.owner = owner;
-            this.holder = holder;
+            this.id = id;
         }
 
-        public void Dispose() => owner.Release(holder);
+        public void Dispose() => owner.Release(id);
     }
 }

@@ -46,11 +46,7 @@ internal sealed class Refcounts
 
     public static async ValueTask<Refcounts> LoadAsync(ImageStorage file, Qcow2Header header, MetadataCache cache)
     {
-        var bytes = new byte[(long)header.RefcountTableClusters * header.ClusterSize];
-        await file.ReadAsync(header.RefcountTableOffset, bytes);
-        var table = new ulong[bytes.Length / 8];
-        for (var i = 0; i < table.Length; i++)
-            table[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+        var table = await file.ReadTableAsync(header.RefcountTableOffset, (long)header.RefcountTableClusters * header.ClusterSize / sizeof(ulong));
         return new Refcounts(file, header, cache, table);
     }
 
