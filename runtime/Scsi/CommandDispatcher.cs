@@ -104,8 +104,7 @@ internal static class CommandDispatcher
         var (lba, blocks) = Cdb.Range(cdb, info.Range);
         if (blocks == 0 && (info.Flags & CommandFlags.ZeroMeans256) != 0)
             blocks = 256;
-        var count = (ulong)lun.BlockCount;
-        if (lba >= count || blocks > count - lba)
+        if (!lun.Contains(lba, blocks))
         {
             lun.Fail(task, Sense.LbaOutOfRange);
             return false;

@@ -100,6 +100,17 @@ public sealed partial class ScsiLun : IDeviceEvents
 
     public long BlockCount => Geometry.BlockCount;
 
+    /// <summary>
+    /// Whether blocks <paramref name="lba"/> to lba + blocks - 1 lie on the LU: the first LBA
+    /// must exist and the range end within it (SBC-4 4.5; a zero-length range at an existing
+    /// LBA is inside). Every range-checked command asks this, so the rule lives once.
+    /// </summary>
+    public bool Contains(ulong lba, ulong blocks)
+    {
+        var count = (ulong)BlockCount;
+        return lba < count && blocks <= count - lba;
+    }
+
     public int BlockSize => Geometry.LogicalBlockSize;
 
     public bool WriteCacheEnabled => Mode.WriteCacheEnabled;

@@ -109,6 +109,13 @@ public sealed class ProtocolUnitTests
     [InlineData("2F00000000000000040000", 512, 0)]                 // VERIFY(10) BYTCHK 0
     [InlineData("2F02000000000000040000", 512, 2048)]              // VERIFY(10) BYTCHK 1
     [InlineData("420000000000000018000000", 512, 24)]              // UNMAP parameter list
+    [InlineData("150000001800", 512, 24)]                          // MODE SELECT(6): one-byte list length
+    [InlineData("5F000000000000001800", 512, 24)]                  // PERSISTENT RESERVE OUT: four bytes at 5
+    [InlineData("83000000000000000000000000400000", 512, 64)]      // EXTENDED COPY: four bytes at 10
+    [InlineData("48010000000000000C00", 512, 12)]                  // SANITIZE(OVERWRITE): two bytes at 7
+    [InlineData("8E000000000000000000000000020000", 512, 1024)]    // WRITE AND VERIFY(16): blocks whatever BYTCHK
+    [InlineData("2F06000000000000040000", 512, 512)]               // VERIFY(10) BYTCHK 3: one block
+    [InlineData("160000000000", 512, 0)]                           // RESERVE(6): none
     public void Transfer_length_of_data_out_commands(string cdbHex, int blockSize, long expected)
         => Assert.Equal(expected, TransferLength.DataOutBytes(Convert.FromHexString(cdbHex), blockSize));
 
@@ -120,6 +127,13 @@ public sealed class ProtocolUnitTests
         Assert.True(TransferLength.TryTruncateWrite(cdb, 512, 512));
         Assert.Equal(1, cdb[8]);
         Assert.False(TransferLength.TryTruncateWrite(cdb, 512, 200));
+        Assert.Null(TransferLength.DataOutBytes(Convert.FromHexString("2A0000000000000002"), 512));   // shorter than WRITE(10)
+        var orwrite = Convert.FromHexString("8B000000000000000000000000040000");
+        Assert.False(TransferLength.TryTruncateWrite(orwrite, 512, 1024));                           // an atomic write is never cut short
+        Assert.False(TransferLength.TryTruncateWrite(Convert.FromHexString("0A0000000800"), 512, 512)); // WRITE(6)
+        var write16 = Convert.FromHexString("8A000000000000000000000000080000");
+        Assert.True(TransferLength.TryTruncateWrite(write16, 4096, 8192));
+        Assert.Equal(2u, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(write16.AsSpan(10)));
     }
 
     // Residuals (RFC 7143 11.4.5): SPDTL against EDTL per direction. O/U = 0x04/0x02 (the one

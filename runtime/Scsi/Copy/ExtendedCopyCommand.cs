@@ -153,9 +153,7 @@ internal sealed class CopyJob(ScsiLun manager, ScsiTask task, CopyParameterList 
 
     private static void CheckRange(ScsiLun lun, ulong lba, long blocks, in BlockSegment segment, int lbaField)
     {
-        // The same rule as the dispatcher's for READ and WRITE: the first LBA must exist, and the range must end within the LU.
-        var count = (ulong)lun.BlockCount;
-        if (lba >= count || (ulong)blocks > count - lba)
+        if (!lun.Contains(lba, (ulong)blocks))
             throw SegmentFailed(Sense.CopyAborted, segment, lbaField);
     }
 
