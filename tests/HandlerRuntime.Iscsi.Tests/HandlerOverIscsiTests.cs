@@ -25,7 +25,7 @@ public sealed class HandlerOverIscsiTests
         {
             var fromLun = dir.File("lun.raw");
             await Daemons.RunOkAsync("qemu-img", ["convert", "-O", "raw", "-f", "raw", d.Url(), fromLun]);
-            Assert.True(FileEqual(expected, fromLun), "reading the qcow2 LUN over iSCSI differs from qemu-img's own reading");
+            Assert.True(Files.SameContent(expected, fromLun), "reading the qcow2 LUN over iSCSI differs from qemu-img's own reading");
 
             // Writes at odd places, then the image must still be one qemu-img accepts and the data exact.
             await Daemons.RunOkAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x3c 1536 70k", "-c", "write -P 0xc3 12M 3M", "-c", "discard 4M 128K", d.Url()]);
@@ -59,12 +59,12 @@ public sealed class HandlerOverIscsiTests
 
         var data = new byte[8 * 512];
         new Random(3).NextBytes(data);
-        Assert.Equal(0, (await raw.CommandAsync(Write16(zone.Start, 8), data)).Status);
-        var wrongPlace = await raw.CommandAsync(Write16(zone.Start + 100, 8), data);
+        Assert.Equal(0, (await raw.CommandAsync(Cdbs.Write16(zone.Start, 8), data)).Status);
+        var wrongPlace = await raw.CommandAsync(Cdbs.Write16(zone.Start + 100, 8), data);
         Assert.Equal((2, 0x21, 0x04), (wrongPlace.Status, wrongPlace.Sense[12], wrongPlace.Sense[13])); // UNALIGNED WRITE COMMAND
-        Assert.Equal(0, (await raw.CommandAsync(Write16(zone.Start + 8, 8), data)).Status);
+        Assert.Equal(0, (await raw.CommandAsync(Cdbs.Write16(zone.Start + 8, 8), data)).Status);
 
-        var read = await raw.CommandAsync(Read16(zone.Start, 16), expectedIn: 16 * 512);
+        var read = await raw.CommandAsync(Cdbs.Read16(zone.Start, 16), expectedIn: 16 * 512);
         Assert.Equal(0, read.Status);
         Assert.Equal(data, read.Data[..(8 * 512)]);
         Assert.Equal(data, read.Data[(8 * 512)..]);
@@ -94,35 +94,5 @@ public sealed class HandlerOverIscsiTests
             list.Add((z[0] & 0x0F, BinaryPrimitives.ReadUInt64BigEndian(z[16..]), BinaryPrimitives.ReadUInt64BigEndian(z[24..])));
         }
         return list;
-    }
-
-    private static byte[] Write16(ulong lba, uint blocks) => Rw16(0x8A, lba, blocks);
-    private static byte[] Read16(ulong lba, uint blocks) => Rw16(0x88, lba, blocks);
-
-    private static byte[] Rw16(byte op, ulong lba, uint blocks)
-    {
-        var c = new byte[16];
-        c[0] = op;
-        BinaryPrimitives.WriteUInt64BigEndian(c.AsSpan(2), lba);
-        BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(10), blocks);
-        return c;
-    }
-
-    private static bool FileEqual(string a, string b)
-    {
-        using var fa = File.OpenRead(a);
-        using var fb = File.OpenRead(b);
-        if (fa.Length != fb.Length)
-            return false;
-        var ba = new byte[1 << 20];
-        var bb = new byte[1 << 20];
-        int n;
-        while ((n = fa.Read(ba)) > 0)
-        {
-            fb.ReadExactly(bb, 0, n);
-            if (!ba.AsSpan(0, n).SequenceEqual(bb.AsSpan(0, n)))
-                return false;
-        }
-        return true;
     }
 }

@@ -90,22 +90,7 @@ internal sealed class ZbcTraffic(ScsiHarness harness, ZoneDescriptor[] zones, in
         return result.Good;
     }
 
-    private static byte[] Write16(long lba, int blocks, bool fua)
-    {
-        var c = new byte[16];
-        c[0] = 0x8A;
-        c[1] = fua ? (byte)0x08 : (byte)0;
-        BinaryPrimitives.WriteUInt64BigEndian(c.AsSpan(2), (ulong)lba);
-        BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(10), (uint)blocks);
-        return c;
-    }
+    private static byte[] Write16(long lba, int blocks, bool fua) => Cdbs.Write16((ulong)lba, (uint)blocks, fua ? Cdbs.Fua : (byte)0);
 
-    private static byte[] ZoneOut(ZoneAction action, long zone)
-    {
-        var c = new byte[16];
-        c[0] = 0x94;
-        c[1] = (byte)action;
-        BinaryPrimitives.WriteUInt64BigEndian(c.AsSpan(2), (ulong)zone);
-        return c;
-    }
+    private static byte[] ZoneOut(ZoneAction action, long zone) => Cdbs.ZoneOut((byte)action, (ulong)zone);
 }

@@ -21,65 +21,20 @@ internal static class ZbcKit
 
     // ---- CDBs ----
 
-    public static byte[] Read16(long lba, int blocks) => Rw16(0x88, lba, blocks, false);
-    public static byte[] Write16(long lba, int blocks, bool fua = false) => Rw16(0x8A, lba, blocks, fua);
-
-    private static byte[] Rw16(byte op, long lba, int blocks, bool fua)
-    {
-        var c = new byte[16];
-        c[0] = op;
-        c[1] = fua ? (byte)0x08 : (byte)0;
-        BinaryPrimitives.WriteUInt64BigEndian(c.AsSpan(2), (ulong)lba);
-        BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(10), (uint)blocks);
-        return c;
-    }
-
-    public static byte[] Read10(long lba, int blocks) => Rw10(0x28, lba, blocks);
-    public static byte[] Write10(long lba, int blocks) => Rw10(0x2A, lba, blocks);
-
-    private static byte[] Rw10(byte op, long lba, int blocks)
-    {
-        var c = new byte[10];
-        c[0] = op;
-        BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(2), (uint)lba);
-        BinaryPrimitives.WriteUInt16BigEndian(c.AsSpan(7), (ushort)blocks);
-        return c;
-    }
-
-    public static byte[] Read12(long lba, int blocks) => Rw12(0xA8, lba, blocks);
-    public static byte[] Write12(long lba, int blocks) => Rw12(0xAA, lba, blocks);
-
-    private static byte[] Rw12(byte op, long lba, int blocks)
-    {
-        var c = new byte[12];
-        c[0] = op;
-        BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(2), (uint)lba);
-        BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(6), (uint)blocks);
-        return c;
-    }
+    public static byte[] Read16(long lba, int blocks) => Cdbs.Read16((ulong)lba, (uint)blocks);
+    public static byte[] Write16(long lba, int blocks, bool fua = false) => Cdbs.Write16((ulong)lba, (uint)blocks, fua ? Cdbs.Fua : (byte)0);
+    public static byte[] Read10(long lba, int blocks) => Cdbs.Read10((uint)lba, (ushort)blocks);
+    public static byte[] Write10(long lba, int blocks) => Cdbs.Write10((uint)lba, (ushort)blocks);
+    public static byte[] Read12(long lba, int blocks) => Cdbs.Read12((uint)lba, (uint)blocks);
+    public static byte[] Write12(long lba, int blocks) => Cdbs.Write12((uint)lba, (uint)blocks);
 
     public static byte[] SyncCache10 => [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     public static byte[] SyncCache16 => [0x91, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
     public static byte[] ReportZones(long startLba, int allocation, ZoneReportingOptions options = ZoneReportingOptions.All, bool partial = false)
-    {
-        var c = new byte[16];
-        c[0] = 0x95;
-        BinaryPrimitives.WriteUInt64BigEndian(c.AsSpan(2), (ulong)startLba);
-        BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(10), (uint)allocation);
-        c[14] = (byte)((byte)options | (partial ? 0x80 : 0));
-        return c;
-    }
+        => Cdbs.ReportZones((ulong)startLba, (uint)allocation, (byte)options, partial);
 
-    public static byte[] ZoneOut(ZoneAction action, long zoneId, bool all = false)
-    {
-        var c = new byte[16];
-        c[0] = 0x94;
-        c[1] = (byte)action;
-        BinaryPrimitives.WriteUInt64BigEndian(c.AsSpan(2), (ulong)zoneId);
-        c[14] = all ? (byte)1 : (byte)0;
-        return c;
-    }
+    public static byte[] ZoneOut(ZoneAction action, long zoneId, bool all = false) => Cdbs.ZoneOut((byte)action, (ulong)zoneId, all);
 
     public static byte[] Inquiry(int page = -1, int allocation = 255)
         => [0x12, page >= 0 ? (byte)1 : (byte)0, page >= 0 ? (byte)page : (byte)0, (byte)(allocation >> 8), (byte)allocation, 0];

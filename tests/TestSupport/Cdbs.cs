@@ -5,6 +5,9 @@ namespace HandlerRuntime.TestSupport;
 /// <summary>CDB builders for tests (SPC-4/SBC-3 layouts).</summary>
 public static class Cdbs
 {
+    /// <summary>FUA in byte 1 of READ/WRITE(10/12/16).</summary>
+    public const byte Fua = 0x08;
+
     public static byte[] TestUnitReady() => [0x00, 0, 0, 0, 0, 0];
 
     public static byte[] RequestSense(byte alloc = 252, bool descriptor = false) => [0x03, (byte)(descriptor ? 1 : 0), 0, 0, alloc, 0];
@@ -80,6 +83,28 @@ public static class Cdbs
         var c = new byte[12];
         c[0] = 0xA0; c[2] = select;
         BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(6), alloc);
+        return c;
+    }
+
+    /// <summary>REPORT ZONES (ZBC-1 5.2): reporting options in byte 14 with PARTIAL in its top bit.</summary>
+    public static byte[] ReportZones(ulong startLba, uint allocation, byte options = 0, bool partial = false)
+    {
+        var c = new byte[16];
+        c[0] = 0x95;
+        BinaryPrimitives.WriteUInt64BigEndian(c.AsSpan(2), startLba);
+        BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(10), allocation);
+        c[14] = (byte)(options | (partial ? 0x80 : 0));
+        return c;
+    }
+
+    /// <summary>ZONE OUT (CLOSE / FINISH / OPEN / RESET WRITE POINTER: the service action), for one zone or ALL.</summary>
+    public static byte[] ZoneOut(byte action, ulong zoneId, bool all = false)
+    {
+        var c = new byte[16];
+        c[0] = 0x94;
+        c[1] = action;
+        BinaryPrimitives.WriteUInt64BigEndian(c.AsSpan(2), zoneId);
+        c[14] = all ? (byte)1 : (byte)0;
         return c;
     }
 

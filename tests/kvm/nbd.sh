@@ -7,16 +7,8 @@
 # the connection and that it ended. Prints CHECK-HRT-NBD: PASS on success.
 # Takes a few minutes under TCG. Needs: dotnet build runtime -c Release; nbd-client.
 # Run: tests/kvm/nbd.sh   (KVM_RIG=path/to/kvm-run to override)
-set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-rig=${KVM_RIG:-$repo/../../shared/tools/kvm-rig/kvm-run}
-[ -x "$rig" ] || rig=/work/shared/tools/kvm-rig/kvm-run
-hrt=$repo/runtime/bin/Release/net10.0/hrt
-[ -x "$hrt" ] || { echo "build first: dotnet build runtime -c Release" >&2; exit 2; }
-exec "$rig" --timeout 900 --mem 2G --env HRT="$hrt" -- '
-set -euo pipefail
-step() { echo; echo "### [$(cut -d" " -f1 /proc/uptime)s] $*"; }
-mkdir -p /tmp/hrt/state /tmp/hrt/log
+. "$(dirname "$0")/lib/host.sh"
+kvm_guest --mem 2G -- '
 cat > /tmp/hrt/hrt.json <<JSON
 { "logLevel": "info",
   "iscsi": { "portals": [ "127.0.0.1:3260" ] },
@@ -24,11 +16,7 @@ cat > /tmp/hrt/hrt.json <<JSON
   "luns": [ { "name": "disk0", "cfgstring": "file//tmp/hrt/disk0.img", "size": "256M", "lun": 0 } ] }
 JSON
 step "start hrt serve"
-$HRT serve --config /tmp/hrt/hrt.json --control /tmp/hrt/hrt.sock --state-dir /tmp/hrt/state --log-dir /tmp/hrt/log > /tmp/hrt/serve.out 2>&1 &
-HRT_PID=$!
-# Every hrt CLI call starts .NET (slow under TCG): wait on the log line, not on `hrt status` in a loop.
-for i in $(seq 1500); do grep -q "hrt ready" /tmp/hrt/serve.out && break; sleep 0.2; done
-grep "hrt ready" /tmp/hrt/serve.out || { cat /tmp/hrt/serve.out; exit 1; }
+start_hrt
 ss -ltn | grep 10809
 
 step "modprobe nbd, nbd-client 127.0.0.1 10809 /dev/nbd0 -N disk0"
@@ -37,14 +25,14 @@ nbd-client 127.0.0.1 10809 /dev/nbd0 -N disk0
 for i in $(seq 100); do [ "$(blockdev --getsize64 /dev/nbd0 2>/dev/null || echo 0)" != 0 ] && break; sleep 0.1; done
 SIZE=$(blockdev --getsize64 /dev/nbd0)
 echo "size: $SIZE"
-[ "$SIZE" = 268435456 ] || { echo "/dev/nbd0 is $SIZE bytes, not 256 MiB"; exit 1; }
+[ "$SIZE" = 268435456 ] || fail "/dev/nbd0 is $SIZE bytes, not 256 MiB"
 echo "write cache: $(cat /sys/block/nbd0/queue/write_cache)  discard max: $(cat /sys/block/nbd0/queue/discard_max_bytes)"
-grep -q "write back" /sys/block/nbd0/queue/write_cache || { echo "no volatile cache: SEND_FLUSH was not taken"; exit 1; }
-[ "$(cat /sys/block/nbd0/queue/discard_max_bytes)" != 0 ] || { echo "no discard: SEND_TRIM was not taken"; exit 1; }
+grep -q "write back" /sys/block/nbd0/queue/write_cache || fail "no volatile cache: SEND_FLUSH was not taken"
+[ "$(cat /sys/block/nbd0/queue/discard_max_bytes)" != 0 ] || fail "no discard: SEND_TRIM was not taken"
 step "hrt ls while connected"
 $HRT ls --json --control /tmp/hrt/hrt.sock > /tmp/hrt/ls.json
 grep -A12 "\"sessions\"" /tmp/hrt/ls.json | head -24
-grep -q "\"export\": \"disk0\"" /tmp/hrt/ls.json || { echo "hrt ls does not show the connection"; exit 1; }
+grep -q "\"export\": \"disk0\"" /tmp/hrt/ls.json || fail "hrt ls does not show the connection"
 
 step "mkfs.ext4 /dev/nbd0, mount, write 32 MiB, fstrim"
 mkfs.ext4 -q -F /dev/nbd0
@@ -65,15 +53,15 @@ mount /dev/nbd0 /mnt/nbd
 R=$(sha256sum < /mnt/nbd/blob)
 echo "read    : $R"
 umount /mnt/nbd
-[ "$W" = "$R" ] && echo "checksum MATCH" || { echo "checksum MISMATCH"; exit 1; }
+[ "$W" = "$R" ] && echo "checksum MATCH" || fail "checksum MISMATCH"
 
 step "nbd-client -d /dev/nbd0"
 nbd-client -d /dev/nbd0
 for i in $(seq 300); do grep -q "connection ended" /tmp/hrt/serve.out && break; sleep 0.2; done
-$HRT status --json --control /tmp/hrt/hrt.sock | grep "\"sessions\": 0" || { echo "the connection did not end"; exit 1; }
+$HRT status --json --control /tmp/hrt/hrt.sock | grep "\"sessions\": 0" || fail "the connection did not end"
 echo; echo "kernel log (nbd/EXT4):"; dmesg | grep -E "nbd|EXT4" | tail -10
 echo; echo "hrt log (NBD):"; grep -E "NBD" /tmp/hrt/serve.out | tail -8
-if grep -E "protocol error|refused with" /tmp/hrt/serve.out; then echo "hrt logged protocol errors"; exit 1; fi
+if grep -E "protocol error|refused with" /tmp/hrt/serve.out; then fail "hrt logged protocol errors"; fi
 kill $HRT_PID; wait $HRT_PID || true
 echo "CHECK-HRT-NBD: PASS"
 '

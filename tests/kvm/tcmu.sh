@@ -16,33 +16,10 @@
 #   - hrt ls / status list the devices; SIGTERM stops cleanly.
 # Prints CHECK-HRT-TCMU: PASS on success. Needs: dotnet build HandlerRuntime.sln -c Release;
 # targetcli-fb, python3-rtslib-fb, sg3-utils, fio, dbus, qemu-utils, util-linux, e2fsprogs.
-set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-rig=${KVM_RIG:-$repo/../../shared/tools/kvm-rig/kvm-run}
-[ -x "$rig" ] || rig=/work/shared/tools/kvm-rig/kvm-run
-hrt=$repo/runtime/bin/Release/net10.0/hrt
-[ -x "$hrt" ] || { echo "build first: dotnet build HandlerRuntime.sln -c Release" >&2; exit 2; }
-exec "$rig" --timeout 900 --mem 3G --env HRT="$hrt" --env REPO="$repo" -- '
-set -euo pipefail
-step() { echo; echo "### [$(cut -d" " -f1 /proc/uptime)s] $*"; }
-fail() { echo "FAILED: $*"; echo "--- hrt log (last 40 lines):"; tail -40 /tmp/hrt/serve.out; echo "--- dmesg:"; dmesg | tail -25; exit 1; }
+. "$(dirname "$0")/lib/host.sh"
+kvm_guest --mem 3G -- '
 C=/sys/kernel/config/target
-CTL="--control /tmp/hrt/hrt.sock"
-mkdir -p /tmp/hrt/state /tmp/hrt/log
 echo "{ \"iscsi\": { \"portals\": [ \"127.0.0.1:3260\" ] } }" > /tmp/hrt/hrt.json
-# The control API through curl where the check is not about the CLI: a .NET process start costs seconds under TCG.
-api() { curl -sf --unix-socket /tmp/hrt/hrt.sock "$@"; }
-start_hrt() {
-    local ready=$(grep -c "hrt ready" /tmp/hrt/serve.out 2>/dev/null || true)
-    $HRT serve --config /tmp/hrt/hrt.json $CTL --state-dir /tmp/hrt/state --log-dir /tmp/hrt/log >> /tmp/hrt/serve.out 2>&1 &
-    HRT_PID=$!
-    for i in $(seq 1200); do
-        [ "$(grep -c "hrt ready" /tmp/hrt/serve.out || true)" -gt "${ready:-0}" ] && return 0
-        kill -0 $HRT_PID 2>/dev/null || break
-        sleep 0.1
-    done
-    fail "hrt did not start"
-}
 # Clears the unit attentions LIO queued while LUNs were added (REPORTED LUNS DATA HAS CHANGED).
 settle() { for i in 1 2 3 4 5 6 7 8; do sg_turs /dev/$1 >/dev/null 2>&1 && return 0; done; fail "/dev/$1 is not ready"; }
 # /dev/sdX of loopback LUN $1 (tcm_loop: target 1, channel 0)

@@ -5,44 +5,23 @@
 # that a direct write advances a write pointer, that a write off the pointer fails, and that
 # a reset empties the zone. Prints CHECK-HRT-ZONED: PASS on success.
 # Takes a few minutes under TCG. Needs: dotnet build runtime -c Release; open-iscsi.
-set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-rig=${KVM_RIG:-$repo/../../shared/tools/kvm-rig/kvm-run}
-[ -x "$rig" ] || rig=/work/shared/tools/kvm-rig/kvm-run
-hrt=$repo/runtime/bin/Release/net10.0/hrt
-[ -x "$hrt" ] || { echo "build first: dotnet build runtime -c Release" >&2; exit 2; }
-exec "$rig" --timeout 900 --mem 2G --env HRT="$hrt" -- '
-set -euo pipefail
+. "$(dirname "$0")/lib/host.sh"
+kvm_guest --mem 2G -- '
 IQN=iqn.2026-11.org.handler-runtime:default
-step() { echo; echo "### [$(cut -d" " -f1 /proc/uptime)s] $*"; }
-mkdir -p /tmp/hrt/state /tmp/hrt/log
 cat > /tmp/hrt/hrt.json <<JSON
 { "iscsi": { "portals": [ "127.0.0.1:3260" ] },
   "luns": [ { "name": "zoned", "cfgstring": "zbc/model-HM/zsize-4/conv-2@/tmp/hrt/zoned.raw", "size": "64M", "lun": 0 } ] }
 JSON
 step "start hrt serve with a host-managed zbc LUN (16 zones of 4 MiB, 2 conventional)"
-$HRT serve --config /tmp/hrt/hrt.json --control /tmp/hrt/hrt.sock --state-dir /tmp/hrt/state --log-dir /tmp/hrt/log > /tmp/hrt/serve.out 2>&1 &
-for i in $(seq 600); do $HRT status --control /tmp/hrt/hrt.sock >/dev/null 2>&1 && break; sleep 0.2; done
+start_hrt
 
 step "iscsid, discovery, login"
-modprobe iscsi_tcp
-iscsid
-sleep 0.5
-iscsiadm -m discovery -t st -p 127.0.0.1 >/dev/null
-iscsiadm -m node -T "$IQN" -p 127.0.0.1:3260 --login >/dev/null
-DEV=
-for i in $(seq 150); do
-    for b in /sys/class/iscsi_session/session*/device/target*/*/block/*; do
-        [ -e "$b" ] && DEV=${b##*/} && break 2
-    done
-    sleep 0.2
-done
-[ -n "$DEV" ] || { echo "no iSCSI disk appeared"; dmesg | tail -30; cat /tmp/hrt/serve.out; exit 1; }
+iscsi_login "$IQN"
 for i in $(seq 50); do [ "$(cat /sys/block/$DEV/queue/nr_zones 2>/dev/null || echo 0)" != 0 ] && break; sleep 0.2; done
 step "/dev/$DEV as Linux sees it"
 echo "zoned=$(cat /sys/block/$DEV/queue/zoned) nr_zones=$(cat /sys/block/$DEV/queue/nr_zones) chunk_sectors=$(cat /sys/block/$DEV/queue/chunk_sectors)"
 dmesg | grep -i -E "sd .*(zone|host-managed)" | tail -5 || true
-[ "$(cat /sys/block/$DEV/queue/zoned)" = host-managed ] || { echo "sd_zbc did not accept the disk"; dmesg | tail -40; exit 1; }
+[ "$(cat /sys/block/$DEV/queue/zoned)" = host-managed ] || fail "sd_zbc did not accept the disk"
 [ "$(cat /sys/block/$DEV/queue/nr_zones)" = 16 ]
 
 step "blkzone report"
@@ -56,7 +35,7 @@ blkzone report -o $Z -c 1 /dev/$DEV | grep -q "wptr 0x000800"
 cmp <(dd if=/dev/$DEV bs=1M skip=$(( Z * 512 / 1048576 )) count=1 iflag=direct status=none) /tmp/data
 step "a write off the write pointer is refused"
 if dd if=/tmp/data of=/dev/$DEV bs=4k seek=$(( (Z * 512 + 4 * 1048576 - 8192) / 4096 )) count=1 oflag=direct status=none 2>/tmp/err; then
-    echo "write off the pointer succeeded"; exit 1
+    fail "write off the pointer succeeded"
 fi
 cat /tmp/err
 step "reset the zone"
