@@ -33,10 +33,10 @@ public sealed class CowDelayRateTests(ITestOutputHelper output)
                 Scsi.Random(512, 11).CopyTo(expect, 4097 * 512);
                 // UNMAP and WRITE SAME (zeros, no UNMAP bit: write zeroes) over base data, whole chunks and parts of chunks.
                 var unmap = await ini.CommandAsync(Cdbs.Unmap(24), Cdbs.UnmapList((6000, 300)), lun: lun);
-                Assert.True(unmap.Status == Scsi.Good, $"UNMAP answered {Scsi.Describe(unmap)}");
+                Assert.True(unmap.Status == Scsi.Good, $"UNMAP answered {unmap.Describe()}");
                 Array.Clear(expect, 6000 * 512, 300 * 512);
                 var same = await ini.CommandAsync(Cdbs.WriteSame16(9001, 77), new byte[512], lun: lun);
-                Assert.True(same.Status == Scsi.Good, $"WRITE SAME answered {Scsi.Describe(same)}");
+                Assert.True(same.Status == Scsi.Good, $"WRITE SAME answered {same.Describe()}");
                 Array.Clear(expect, 9001 * 512, 77 * 512);
                 // qemu-io (libiscsi) sees the merged device too.
                 await Daemons.QemuIoAsync(d.Url((int)lun), "write -P 0x3d 8M 192k", "read -P 0x3d 8M 192k", "read -P 0 3072000 153600");
@@ -44,7 +44,7 @@ public sealed class CowDelayRateTests(ITestOutputHelper output)
                 await AssertDeviceAsync(ini, lun, expect, $"LUN {lun}");
             }
             var sync = await ini.CommandAsync(Cdbs.SyncCache10(), lun: 1);
-            Assert.True(sync.Status == Scsi.Good, Scsi.Describe(sync));
+            Assert.True(sync.Status == Scsi.Good, sync.Describe());
         }
         Assert.Equal(digests, new[] { Scsi.Sha256(memBase), Scsi.Sha256(fileBase) });
 
@@ -60,7 +60,7 @@ public sealed class CowDelayRateTests(ITestOutputHelper output)
             // Written and flushed, then the daemon killed: the flushed write is there after the crash.
             await Scsi.WriteAndVerifyAsync(ini, 1, 12000, Scsi.Random(64 << 10, 12), "before the crash");
             var sync = await ini.CommandAsync(Cdbs.SyncCache10(), lun: 1);
-            Assert.True(sync.Status == Scsi.Good, Scsi.Describe(sync));
+            Assert.True(sync.Status == Scsi.Good, sync.Describe());
         }
         await d.RestartAsync(kill: true);
         await using (var ini = await Scsi.LoginAsync(d, 1))
@@ -78,7 +78,7 @@ public sealed class CowDelayRateTests(ITestOutputHelper output)
         for (uint lba = 0; lba < expect.Length / 512; lba += 256)
         {
             var r = await Scsi.ReadAsync(ini, lun, lba, 256);
-            Assert.True(r.Status == Scsi.Good, $"{what}: READ at {lba} answered {Scsi.Describe(r)}");
+            Assert.True(r.Status == Scsi.Good, $"{what}: READ at {lba} answered {r.Describe()}");
             if (!r.Data.AsSpan().SequenceEqual(expect.AsSpan((int)lba * 512, 256 * 512)))
             {
                 var at = r.Data.AsSpan().CommonPrefixLength(expect.AsSpan((int)lba * 512, 256 * 512));
@@ -109,7 +109,7 @@ public sealed class CowDelayRateTests(ITestOutputHelper output)
                 watch.Restart();
                 var r = await ini.CommandAsync(cdb, data, data is null && what.StartsWith("READ") ? 4096 : 0, lun: 1);
                 var took = watch.Elapsed.TotalMilliseconds;
-                Assert.True(r.Status == Scsi.Good, $"{what} answered {Scsi.Describe(r)}");
+                Assert.True(r.Status == Scsi.Good, $"{what} answered {r.Describe()}");
                 Assert.True(took >= ms, $"{what} through delay/ took {took:F1} ms, less than its {ms} ms delay");
                 seen.Add($"{what} {took:F1} ms (delay {ms})");
             }
@@ -123,7 +123,7 @@ public sealed class CowDelayRateTests(ITestOutputHelper output)
             var r = await Scsi.ReadAsync(ini, 2, (uint)(i * 8 % 32000), 8);
             if (r.Status == Scsi.CheckCondition)
             {
-                Assert.Equal("MEDIUM ERROR 11h/00h", Scsi.Describe(r));
+                Assert.Equal("MEDIUM ERROR 11h/00h", r.Describe());
                 failed++;
             }
             else

@@ -35,9 +35,9 @@ public sealed class CryptoEraseTests(ITestOutputHelper output)
         Assert.False(cipherBefore.AsSpan().SequenceEqual(data), "the inner file holds the plaintext");
 
         var erase = await ini.CommandAsync([0x48, 0x03, 0, 0, 0, 0, 0, 0, 0, 0]); // SANITIZE, CRYPTOGRAPHIC ERASE, no IMMED: answered when done
-        Assert.True(erase.Status == Scsi.Good, $"SANITIZE CRYPTOGRAPHIC ERASE answered {Scsi.Describe(erase)}");
+        Assert.True(erase.Status == Scsi.Good, $"SANITIZE CRYPTOGRAPHIC ERASE answered {erase.Describe()}");
         var after = await Scsi.ReadAsync(ini, 0, 1000, (ushort)(data.Length / 512));
-        Assert.True(after.Status == Scsi.Good, $"READ after the erase answered {Scsi.Describe(after)}");
+        Assert.True(after.Status == Scsi.Good, $"READ after the erase answered {after.Describe()}");
         Assert.False(after.Data.AsSpan().SequenceEqual(data), "the data written before the crypto erase still reads back");
         Assert.True(after.Data.AsSpan().IndexOfAnyExcept((byte)0) >= 0, "the erased data reads as zeros: it was overwritten, not crypto-erased");
         Assert.True(ReadInner(inner, 1000 * 512L, data.Length).AsSpan().SequenceEqual(cipherBefore), "the ciphertext below changed: the erase rewrote data instead of replacing the key");

@@ -51,7 +51,7 @@ public sealed class ErrorSenseTests(ITestOutputHelper output)
             var reply = m.Write
                 ? await Scsi.WriteAsync(ini, LunOf(m), 128, Scsi.Random(4096, 99))
                 : await Scsi.ReadAsync(ini, LunOf(m), 64, 8);
-            var answer = Scsi.Describe(reply);
+            var answer = reply.Describe();
             seen.Add($"{m.Name,-10} {(m.Write ? "WRITE(10)" : "READ(10)"),-9} -> {answer}");
             Assert.True(answer == m.Expected, $"{m.Name}: expected {m.Expected}, the initiator saw {answer}");
             if (m.Name == "etimedout")

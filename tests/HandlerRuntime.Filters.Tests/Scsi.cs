@@ -3,44 +3,11 @@ using System.Text.Json.Nodes;
 
 namespace HandlerRuntime.Filters.Tests;
 
-/// <summary>What the filter tests share: a logged-in raw initiator, sense decoding, LUN configs, file digests.</summary>
+/// <summary>What the filter tests share: a logged-in raw initiator, LUN configs, file digests.</summary>
 internal static class Scsi
 {
     public const byte Good = 0x00, CheckCondition = 0x02, Busy = 0x08;
     public const int NotReady = 0x2, MediumError = 0x3, HardwareError = 0x4, DataProtect = 0x7, AbortedCommand = 0xB;
-
-    /// <summary>Sense key, ASC and ASCQ from fixed (70h/71h) or descriptor (72h/73h) sense data.</summary>
-    public static (int Key, int Asc, int Ascq) Decode(byte[] sense)
-    {
-        Assert.True(sense.Length >= 4, $"sense data too short: {Convert.ToHexString(sense)}");
-        return (sense[0] & 0x7F) switch
-        {
-            0x70 or 0x71 => (sense[2] & 0x0F, sense[12], sense[13]),
-            0x72 or 0x73 => (sense[1] & 0x0F, sense[2], sense[3]),
-            var code => throw new Xunit.Sdk.XunitException($"unknown sense response code {code:x2}: {Convert.ToHexString(sense)}"),
-        };
-    }
-
-    /// <summary>"MEDIUM ERROR 11h/00h" or "BUSY" or "GOOD": what an initiator was told.</summary>
-    public static string Describe(RawInitiator.Reply r) => r.Status switch
-    {
-        Good => "GOOD",
-        Busy => "BUSY",
-        CheckCondition => Decode(r.Sense) is var (key, asc, ascq) ? $"{KeyName(key)} {asc:X2}h/{ascq:X2}h" : "",
-        var s => $"status {s:X2}h",
-    };
-
-    private static string KeyName(int key) => key switch
-    {
-        NotReady => "NOT READY",
-        MediumError => "MEDIUM ERROR",
-        HardwareError => "HARDWARE ERROR",
-        DataProtect => "DATA PROTECT",
-        AbortedCommand => "ABORTED COMMAND",
-        0x6 => "UNIT ATTENTION",
-        0x5 => "ILLEGAL REQUEST",
-        _ => $"sense key {key:X}h",
-    };
 
     /// <summary>A raw initiator logged in to the daemon's default target, the power-on unit attention of <paramref name="luns"/> consumed.</summary>
     public static async Task<RawInitiator> LoginAsync(HrtDaemon d, params ulong[] luns)
@@ -71,9 +38,9 @@ internal static class Scsi
     public static async Task WriteAndVerifyAsync(RawInitiator ini, ulong lun, uint lba, byte[] data, string what)
     {
         var w = await WriteAsync(ini, lun, lba, data);
-        Assert.True(w.Status == Good, $"{what}: WRITE answered {Describe(w)}");
+        Assert.True(w.Status == Good, $"{what}: WRITE answered {w.Describe()}");
         var r = await ReadAsync(ini, lun, lba, (ushort)(data.Length / 512));
-        Assert.True(r.Status == Good, $"{what}: READ answered {Describe(r)}");
+        Assert.True(r.Status == Good, $"{what}: READ answered {r.Describe()}");
         Assert.True(r.Data.AsSpan().SequenceEqual(data), $"{what}: read back differs from what was written");
     }
 

@@ -58,7 +58,7 @@ public sealed class StackUpgradeTests(Xunit.Abstractions.ITestOutputHelper outpu
                     var w = await Scsi.WriteAsync(ini, 0, lba, data);
                     var r = await Scsi.ReadAsync(ini, 0, lba, 8);
                     if (w.Status != Scsi.Good || r.Status != Scsi.Good || !r.Data.AsSpan().SequenceEqual(data))
-                        lock (failures) failures.Add($"lba {lba}: write {Scsi.Describe(w)}, read {Scsi.Describe(r)}, same data: {r.Data.AsSpan().SequenceEqual(data)}");
+                        lock (failures) failures.Add($"lba {lba}: write {w.Describe()}, read {r.Describe()}, same data: {r.Data.AsSpan().SequenceEqual(data)}");
                     data.CopyTo(model, (int)lba * BlockSize);
                     Array.Fill(written, true, (int)lba, 8);
                     Interlocked.Increment(ref ios);
@@ -89,7 +89,7 @@ public sealed class StackUpgradeTests(Xunit.Abstractions.ITestOutputHelper outpu
                 for (uint lba = 0; lba < Blocks; lba += 512)
                 {
                     var r = await Scsi.ReadAsync(ini, 0, lba, 512);
-                    Assert.True(r.Status == Scsi.Good, $"{when}: READ at {lba} answered {Scsi.Describe(r)}");
+                    Assert.True(r.Status == Scsi.Good, $"{when}: READ at {lba} answered {r.Describe()}");
                     for (var b = 0; b < 512; b++)
                         if (written[lba + b])
                             Assert.True(r.Data.AsSpan(b * BlockSize, BlockSize).SequenceEqual(model.AsSpan((int)(lba + b) * BlockSize, BlockSize)),
@@ -127,7 +127,7 @@ public sealed class StackUpgradeTests(Xunit.Abstractions.ITestOutputHelper outpu
         // Below the stack: the base untouched, the overlay holds the writes, as ciphertext. (The
         // daemon stopped first: cow/ holds its overlay under an exclusive lock while it runs.)
         var sync = await ini.CommandAsync(Cdbs.SyncCache10());
-        Assert.True(sync.Status == Scsi.Good, Scsi.Describe(sync));
+        Assert.True(sync.Status == Scsi.Good, sync.Describe());
         await d.StopAsync();
         Assert.Equal(baseDigest, Scsi.Sha256(basePath));
         var overlay = await File.ReadAllBytesAsync(overlayPath);

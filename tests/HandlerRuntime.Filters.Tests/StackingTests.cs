@@ -42,7 +42,7 @@ public sealed class StackingTests
 
         await using var ini = await Scsi.LoginAsync(d, 0);
         var w = await Scsi.WriteAsync(ini, 0, 0, new byte[512]);
-        Assert.Equal("DATA PROTECT 27h/00h", Scsi.Describe(w));
+        Assert.Equal("DATA PROTECT 27h/00h", w.Describe());
         Assert.Equal(Scsi.Good, (await Scsi.ReadAsync(ini, 0, 0, 8)).Status);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(d.StateDirectory, "luns", "ro", "xts-key")));
 

@@ -27,37 +27,15 @@ public static class Daemons
 
     public static string Tool(string name) => ProcessRunner.Require(name);
 
-    public static async Task<ProcessResult> RunAsync(string tool, IEnumerable<string> args, IDictionary<string, string>? env = null, TimeSpan? timeout = null)
-        => await ProcessRunner.RunAsync(Tool(tool), args, timeout ?? TimeSpan.FromMinutes(3), env);
+    public static Task<ProcessResult> RunAsync(string tool, IEnumerable<string> args, IDictionary<string, string>? env = null, TimeSpan? timeout = null)
+        => Tools.RunAsync(tool, args, timeout, env);
 
-    public static async Task<ProcessResult> RunOkAsync(string tool, IEnumerable<string> args, IDictionary<string, string>? env = null, TimeSpan? timeout = null)
-    {
-        var r = await RunAsync(tool, args, env, timeout);
-        if (r.ExitCode != 0)
-            throw new Xunit.Sdk.XunitException($"{tool} {string.Join(' ', args)} failed: {r}");
-        return r;
-    }
+    public static Task<ProcessResult> RunOkAsync(string tool, IEnumerable<string> args, IDictionary<string, string>? env = null, TimeSpan? timeout = null)
+        => Tools.RunOkAsync(tool, args, timeout, env);
 
-    /// <summary>qemu-io against an iSCSI URL; fails on any error line (qemu-io exits 0 even when a verify fails).</summary>
-    public static Task<string> QemuIoAsync(string url, params string[] commands) => QemuIoAsync(["-f", "raw"], url, commands);
+    /// <summary>qemu-io against an iSCSI URL.</summary>
+    public static Task<string> QemuIoAsync(string url, params string[] commands) => Tools.QemuIoAsync(["-f", "raw"], url, commands);
 
     /// <summary>qemu-io with block options instead of a URL (e.g. driver=iscsi,...,header-digest=crc32c).</summary>
-    public static Task<string> QemuIoOptsAsync(string imageOpts, params string[] commands) => QemuIoAsync(["--image-opts"], imageOpts, commands);
-
-    private static async Task<string> QemuIoAsync(string[] mode, string url, string[] commands)
-    {
-        var args = new List<string>(mode);
-        foreach (var c in commands)
-        {
-            args.Add("-c");
-            args.Add(c);
-        }
-        args.Add(url);
-        var r = await RunOkAsync("qemu-io", args);
-        var text = r.Output;
-        if (text.Contains("Pattern verification failed", StringComparison.OrdinalIgnoreCase) || text.Contains("failed:", StringComparison.OrdinalIgnoreCase)
-            || text.Contains("error", StringComparison.OrdinalIgnoreCase))
-            throw new Xunit.Sdk.XunitException($"qemu-io reported a failure:\n{text}");
-        return text;
-    }
+    public static Task<string> QemuIoOptsAsync(string imageOpts, params string[] commands) => Tools.QemuIoAsync(["--image-opts"], imageOpts, commands);
 }

@@ -124,7 +124,40 @@ public sealed class RawInitiator : IAsyncDisposable
         return Encoding.UTF8.GetBytes(sb.ToString());
     }
 
-    public sealed record Reply(byte Status, byte[] Sense, byte[] Data, byte Flags, uint Residual, int R2Ts, int DataIns);
+    public sealed record Reply(byte Status, byte[] Sense, byte[] Data, byte Flags, uint Residual, int R2Ts, int DataIns)
+    {
+        /// <summary>Sense key, ASC and ASCQ from fixed (70h/71h) or descriptor (72h/73h) sense data; (-1, -1, -1) when there is none.</summary>
+        public (int Key, int Asc, int Ascq) SenseCode => Sense.Length < 4 ? (-1, -1, -1) : (Sense[0] & 0x7F) switch
+        {
+            0x70 or 0x71 when Sense.Length >= 14 => (Sense[2] & 0x0F, Sense[12], Sense[13]),
+            0x72 or 0x73 => (Sense[1] & 0x0F, Sense[2], Sense[3]),
+            _ => (-1, -1, -1),
+        };
+
+        /// <summary>"MEDIUM ERROR 11h/00h", "BUSY" or "GOOD": what the initiator was told, for failure messages.</summary>
+        public string Describe() => Status switch
+        {
+            0x00 => "GOOD",
+            0x08 => "BUSY",
+            0x18 => "RESERVATION CONFLICT",
+            0x02 => SenseCode is var (key, asc, ascq) ? $"{KeyName(key)} {asc:X2}h/{ascq:X2}h" : "",
+            var s => $"status {s:X2}h",
+        };
+
+        private static string KeyName(int key) => key switch
+        {
+            0x2 => "NOT READY",
+            0x3 => "MEDIUM ERROR",
+            0x4 => "HARDWARE ERROR",
+            0x5 => "ILLEGAL REQUEST",
+            0x6 => "UNIT ATTENTION",
+            0x7 => "DATA PROTECT",
+            0xB => "ABORTED COMMAND",
+            0xE => "MISCOMPARE",
+            -1 => "CHECK CONDITION without sense",
+            _ => $"sense key {key:X}h",
+        };
+    }
 
     /// <summary>Runs one SCSI command to completion: immediate and unsolicited data as negotiated, then Data-Out for each R2T.</summary>
     public async Task<Reply> CommandAsync(byte[] cdb, byte[]? dataOut = null, int expectedIn = 0, ulong lun = 0)

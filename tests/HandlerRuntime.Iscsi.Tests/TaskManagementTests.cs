@@ -14,9 +14,6 @@ public sealed class TaskManagementTests
         return raw;
     }
 
-    /// <summary>Fixed-format sense key and ASC/ASCQ.</summary>
-    private static (int Key, int Asc, int Ascq) Sense(RawInitiator.Reply r) => (r.Sense[2] & 0x0F, r.Sense[12], r.Sense[13]);
-
     [Fact]
     public async Task Lun_reset_completes_and_every_initiator_sees_29_00()
     {
@@ -28,7 +25,7 @@ public sealed class TaskManagementTests
         {
             var tur = await who.CommandAsync(new byte[6]);
             Assert.Equal(2, tur.Status);
-            Assert.Equal((6, 0x29, 0x00), Sense(tur));
+            Assert.Equal((6, 0x29, 0x00), tur.SenseCode);
             Assert.Equal(0, (await who.CommandAsync(new byte[6])).Status);
         }
         Assert.Equal(2, await a.TaskManagementAsync(5, lun: 9)); // no such LUN
@@ -61,7 +58,7 @@ public sealed class TaskManagementTests
         Assert.Equal(0, await c.LoginAsync(Initiator, Daemons.Target, isid: 0x400000000103));
         var tur = await c.CommandAsync(new byte[6]);
         Assert.Equal(2, tur.Status);
-        Assert.Equal(0x29, Sense(tur).Asc);
+        Assert.Equal(0x29, tur.SenseCode.Asc);
     }
 
     [Fact]
@@ -71,7 +68,7 @@ public sealed class TaskManagementTests
         await using var a = await LoginAsync(d, 0x400000000105);
         Assert.Equal(0, await a.TaskManagementAsync(6));
         var tur = await a.CommandAsync(new byte[6]);
-        Assert.Equal((6, 0x29, 0x00), Sense(tur));
+        Assert.Equal((6, 0x29, 0x00), tur.SenseCode);
         Assert.Equal(0, (await a.CommandAsync(new byte[6])).Status);
     }
 }

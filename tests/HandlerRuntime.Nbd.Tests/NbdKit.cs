@@ -35,16 +35,11 @@ public static class NbdKit
             configure?.Invoke(config);
         });
 
-    public static async Task<ProcessResult> RunAsync(string tool, IEnumerable<string> args, TimeSpan? timeout = null, IDictionary<string, string>? env = null)
-        => await ProcessRunner.RunAsync(ProcessRunner.Require(tool), args, timeout ?? TimeSpan.FromMinutes(3), env);
+    public static Task<ProcessResult> RunAsync(string tool, IEnumerable<string> args, TimeSpan? timeout = null, IDictionary<string, string>? env = null)
+        => Tools.RunAsync(tool, args, timeout, env);
 
-    public static async Task<ProcessResult> RunOkAsync(string tool, IEnumerable<string> args, TimeSpan? timeout = null, IDictionary<string, string>? env = null)
-    {
-        var r = await RunAsync(tool, args, timeout, env);
-        if (r.ExitCode != 0)
-            throw new Xunit.Sdk.XunitException($"{tool} {string.Join(' ', args)} failed: {r}");
-        return r;
-    }
+    public static Task<ProcessResult> RunOkAsync(string tool, IEnumerable<string> args, TimeSpan? timeout = null, IDictionary<string, string>? env = null)
+        => Tools.RunOkAsync(tool, args, timeout, env);
 
     /// <summary>`nbdinfo --json URI`: the first export's facts.</summary>
     public static async Task<JsonObject> InfoAsync(string uri, params string[] extra)
@@ -72,22 +67,8 @@ public static class NbdKit
     /// <summary>Runs nbdsh with no URI (the script connects itself); returns the result whatever the exit status.</summary>
     public static Task<ProcessResult> NbdshRawAsync(string script) => RunAsync("nbdsh", ["-c", script], env: DebianPython);
 
-    /// <summary>qemu-io on an NBD URI; fails on any error line (qemu-io exits 0 even when a verify fails).</summary>
-    public static async Task<string> QemuIoAsync(string uri, params string[] commands)
-    {
-        var args = new List<string> { "-f", "raw" };
-        foreach (var c in commands)
-        {
-            args.Add("-c");
-            args.Add(c);
-        }
-        args.Add(uri);
-        var text = (await RunOkAsync("qemu-io", args)).Output;
-        if (text.Contains("Pattern verification failed", StringComparison.OrdinalIgnoreCase) || text.Contains("failed:", StringComparison.OrdinalIgnoreCase)
-            || text.Contains("error", StringComparison.OrdinalIgnoreCase))
-            throw new Xunit.Sdk.XunitException($"qemu-io reported a failure:\n{text}");
-        return text;
-    }
+    /// <summary>qemu-io on an NBD URI.</summary>
+    public static Task<string> QemuIoAsync(string uri, params string[] commands) => Tools.QemuIoAsync(["-f", "raw"], uri, commands);
 
     /// <summary>A file of <paramref name="size"/> bytes with random data in the given MiB ranges and holes elsewhere.</summary>
     public static void SparseFile(string path, long size, params (int StartMiB, int Mib)[] data)

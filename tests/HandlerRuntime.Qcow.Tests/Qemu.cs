@@ -6,7 +6,6 @@ namespace HandlerRuntime.Qcow.Tests;
 internal static class Qemu
 {
     private static readonly Lazy<string> ImgPath = new(() => ProcessRunner.Require("qemu-img"));
-    private static readonly Lazy<string> IoPath = new(() => ProcessRunner.Require("qemu-io"));
 
     public static Task<ProcessResult> ImgAsync(params string[] args) => ProcessRunner.RunAsync(ImgPath.Value, args, TimeSpan.FromMinutes(2));
 
@@ -20,19 +19,7 @@ internal static class Qemu
     }
 
     /// <summary>Runs qemu-io commands on an image (opened read-write, format given) and fails on any error it prints.</summary>
-    public static async Task IoAsync(string image, string format, params string[] commands)
-    {
-        var args = new List<string> { "-f", format };
-        foreach (var c in commands)
-        {
-            args.Add("-c");
-            args.Add(c);
-        }
-        args.Add(image);
-        var r = await ProcessRunner.RunAsync(IoPath.Value, args, TimeSpan.FromMinutes(2));
-        if (r.ExitCode != 0 || r.Output.Contains("failed", StringComparison.OrdinalIgnoreCase) || r.Output.Contains("error", StringComparison.OrdinalIgnoreCase))
-            throw new XunitException($"qemu-io {string.Join(' ', args)} failed: {r}");
-    }
+    public static Task IoAsync(string image, string format, params string[] commands) => Tools.QemuIoAsync(["-f", format], image, commands);
 
     /// <summary>What QEMU reads from the image: qemu-img convert -O raw.</summary>
     public static async Task<byte[]> ToRawAsync(string image, string? format = null)

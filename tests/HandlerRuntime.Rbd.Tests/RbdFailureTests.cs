@@ -30,13 +30,13 @@ public sealed class RbdFailureTests(CephCluster ceph)
             var watch = Stopwatch.StartNew();
             var failed = await s.CommandAsync(Cdbs.Write10(128, 8), new byte[4096]);
             var took = watch.Elapsed;
-            Assert.True(failed.Status == 2, $"a write to a dead OSD answered {Scsi.Describe(failed)}");
-            Assert.Equal((0x02, 0x04, 0x0A), Scsi.SenseOf(failed));
+            Assert.True(failed.Status == 2, $"a write to a dead OSD answered {failed.Describe()}");
+            Assert.Equal((0x02, 0x04, 0x0A), failed.SenseCode);
             Assert.True(took < TimeSpan.FromSeconds(OsdOpTimeout + 10), $"the write failed only after {took}");
             // Meanwhile the LUN answers media commands NOT READY at once instead of queueing them.
             watch.Restart();
             var read = await s.CommandAsync(Cdbs.Read10(0, 8), expectedIn: 4096);
-            Assert.Equal((0x02, 0x04, 0x0A), Scsi.SenseOf(read));
+            Assert.Equal((0x02, 0x04, 0x0A), read.SenseCode);
             Assert.True(watch.Elapsed < TimeSpan.FromSeconds(2), $"a read while the cluster is away took {watch.Elapsed}");
             var status = JsonNode.Parse(await d.CliOkAsync("status", "--json"))!["handlers"]![0]!["status"]!;
             Assert.Equal("unreachable", status["connection"]!.GetValue<string>());
@@ -55,12 +55,12 @@ public sealed class RbdFailureTests(CephCluster ceph)
             w = await s.CommandAsync(Cdbs.Write10(256, 8), data);
             if (w.Status == 0)
                 break;
-            Assert.Equal((0x02, 0x04, 0x0A), Scsi.SenseOf(w));
+            Assert.Equal((0x02, 0x04, 0x0A), w.SenseCode);
             await Task.Delay(250);
         }
-        Assert.True(w.Status == 0, $"the LUN did not recover within {back.Elapsed} of the OSD's restart: {Scsi.Describe(w)}\n{d.Output}");
+        Assert.True(w.Status == 0, $"the LUN did not recover within {back.Elapsed} of the OSD's restart: {w.Describe()}\n{d.Output}");
         var r = await s.CommandAsync(Cdbs.Read10(256, 8), expectedIn: 4096);
-        Assert.True(r.Status == 0 && Scsi.Same(data, r.Data), Scsi.Describe(r));
+        Assert.True(r.Status == 0 && Scsi.Same(data, r.Data), r.Describe());
         Assert.True(Scsi.Same(data, await ceph.ExportAsync(image), 256 * 512), "rbd export does not hold the write made after recovery");
     }
 
@@ -83,12 +83,12 @@ public sealed class RbdFailureTests(CephCluster ceph)
         var first = Enumerable.Repeat((byte)0xA1, 4096).ToArray();
         Assert.Equal(0, (await sa.CommandAsync(Cdbs.Write10(0, 8), first)).Status);
         var readB = await sb.CommandAsync(Cdbs.Read10(0, 8), expectedIn: 4096);
-        Assert.True(readB.Status == 0 && Scsi.Same(first, readB.Data), "B does not read what A wrote: " + Scsi.Describe(readB));
+        Assert.True(readB.Status == 0 && Scsi.Same(first, readB.Data), "B does not read what A wrote: " + readB.Describe());
 
         // An initiator failing over writes through B: B takes the lock (fencing A) and the write lands.
         var second = Enumerable.Repeat((byte)0xB2, 4096).ToArray();
         var wb = await sb.CommandAsync(Cdbs.Write10(0, 8), second);
-        Assert.True(wb.Status == 0, "the failover write through B: " + Scsi.Describe(wb));
+        Assert.True(wb.Status == 0, "the failover write through B: " + wb.Describe());
         Assert.Equal(0x0, await Scsi.AccessStateAsync(sb));
         var statusB = JsonNode.Parse(await b.CliOkAsync("status", "--json"))!["handlers"]![0]!["status"]!;
         Assert.EndsWith("(this gateway)", statusB["lockOwner"]!.GetValue<string>());
@@ -99,11 +99,11 @@ public sealed class RbdFailureTests(CephCluster ceph)
         while (watch.Elapsed < TimeSpan.FromSeconds(15))
         {
             ua = await sa.CommandAsync(Cdbs.TestUnitReady());
-            if (ua.Status != 0 && Scsi.SenseOf(ua) == (0x06, 0x2A, 0x06))
+            if (ua.Status != 0 && ua.SenseCode == (0x06, 0x2A, 0x06))
                 break;
             await Task.Delay(200);
         }
-        Assert.True(Scsi.SenseOf(ua) == (0x06, 0x2A, 0x06), "A never reported the access state change: " + Scsi.Describe(ua) + "\n" + a.Output);
+        Assert.True(ua.SenseCode == (0x06, 0x2A, 0x06), "A never reported the access state change: " + ua.Describe() + "\n" + a.Output);
         Assert.Equal(0x1, await Scsi.AccessStateAsync(sa));
         Assert.True(Scsi.Same(second, await ceph.ExportAsync(image)), "the image does not hold B's write");
 
@@ -116,10 +116,10 @@ public sealed class RbdFailureTests(CephCluster ceph)
             wa = await sa.CommandAsync(Cdbs.Write10(0, 8), third);
             if (wa.Status == 0)
                 break;
-            Assert.True(Scsi.SenseOf(wa) is (0x02, 0x04, 0x0A) or (0x06, _, _), "a write through the fenced gateway: " + Scsi.Describe(wa));
+            Assert.True(wa.SenseCode is (0x02, 0x04, 0x0A) or (0x06, _, _), "a write through the fenced gateway: " + wa.Describe());
             await Task.Delay(250);
         }
-        Assert.True(wa.Status == 0, "A never took the lock back: " + Scsi.Describe(wa) + "\n" + a.Output);
+        Assert.True(wa.Status == 0, "A never took the lock back: " + wa.Describe() + "\n" + a.Output);
         Assert.Equal(0x0, await Scsi.AccessStateAsync(sa));
         Assert.True(Scsi.Same(third, await ceph.ExportAsync(image)), "the image does not hold A's write");
     }

@@ -48,12 +48,12 @@ public sealed class RbdLunTests(CephCluster ceph)
             Random.Shared.NextBytes(block);
             var fua = lba == 8191 ? (byte)0x08 : (byte)0; // FUA: write, then flush
             var w = await s.CommandAsync(Cdbs.Write10(lba, 64, fua), block);
-            Assert.True(w.Status == 0, Scsi.Describe(w));
+            Assert.True(w.Status == 0, w.Describe());
             block.CopyTo(expected, lba * 512L);
         }
         // WRITE SAME of zeros becomes librbd's write zeroes (kept allocated); SYNCHRONIZE CACHE its flush.
         var ws = await s.CommandAsync(Cdbs.WriteSame16(16384 + 8, 16), new byte[512]);
-        Assert.True(ws.Status == 0, Scsi.Describe(ws));
+        Assert.True(ws.Status == 0, ws.Describe());
         Array.Clear(expected, (16384 + 8) * 512, 16 * 512);
         Assert.Equal(0, (await s.CommandAsync(Cdbs.SyncCache10())).Status);
         var exported = await ceph.ExportAsync(image);
@@ -83,9 +83,9 @@ public sealed class RbdLunTests(CephCluster ceph)
             var rb = b.CommandAsync(Scsi.CompareAndWrite(Lba, 1), [.. current, .. fromB]);
             var replies = await Task.WhenAll(ra, rb);
             var winners = replies.Count(r => r.Status == 0);
-            Assert.True(winners == 1, $"round {round}: A {Scsi.Describe(replies[0])}, B {Scsi.Describe(replies[1])}");
+            Assert.True(winners == 1, $"round {round}: A {replies[0].Describe()}, B {replies[1].Describe()}");
             var loser = replies.Single(r => r.Status != 0);
-            Assert.Equal((0x0E, 0x1D, 0x00), Scsi.SenseOf(loser)); // MISCOMPARE DURING VERIFY OPERATION
+            Assert.Equal((0x0E, 0x1D, 0x00), loser.SenseCode); // MISCOMPARE DURING VERIFY OPERATION
             Assert.Equal(0u, BinaryPrimitives.ReadUInt32BigEndian(loser.Sense.AsSpan(3))); // INFORMATION: the first byte differs
             current = replies[0].Status == 0 ? fromA : fromB;
             var read = await a.CommandAsync(Cdbs.Read10(Lba, 1), expectedIn: 512);
@@ -95,13 +95,13 @@ public sealed class RbdLunTests(CephCluster ceph)
         var partly = (byte[])current.Clone();
         partly[300] ^= 0xFF;
         var miss = await b.CommandAsync(Scsi.CompareAndWrite(Lba, 1), [.. partly, .. Block(0x99)]);
-        Assert.Equal((0x0E, 0x1D, 0x00), Scsi.SenseOf(miss));
+        Assert.Equal((0x0E, 0x1D, 0x00), miss.SenseCode);
         Assert.Equal(300u, BinaryPrimitives.ReadUInt32BigEndian(miss.Sense.AsSpan(3)));
         // Across a 4 MiB object boundary librbd cannot compare-and-write; the runtime's emulation does, and gets it right.
         const uint Straddle = (4 << 20) / 512 - 1;
         Assert.Equal(0, (await a.CommandAsync(Cdbs.Write10(Straddle, 2), [.. Block(0x41), .. Block(0x42)])).Status);
         var across = await b.CommandAsync(Scsi.CompareAndWrite(Straddle, 2), [.. Block(0x41), .. Block(0x42), .. Block(0x51), .. Block(0x52)]);
-        Assert.True(across.Status == 0, Scsi.Describe(across));
+        Assert.True(across.Status == 0, across.Describe());
         var exported = await ceph.ExportAsync(image);
         Assert.True(Scsi.Same(current, exported, (int)Lba * 512), "rbd export does not hold the last compare-and-write's data");
         Assert.True(Scsi.Same([.. Block(0x51), .. Block(0x52)], exported, (int)Straddle * 512), "the compare-and-write across objects did not land");
@@ -129,7 +129,7 @@ public sealed class RbdLunTests(CephCluster ceph)
                 break;
             await Task.Delay(100);
         }
-        Assert.Equal((0x06, 0x2A, 0x09), Scsi.SenseOf(r)); // CAPACITY DATA HAS CHANGED
+        Assert.Equal((0x06, 0x2A, 0x09), r.SenseCode); // CAPACITY DATA HAS CHANGED
         var cap = await s.CommandAsync(Cdbs.ReadCapacity16(), expectedIn: 32);
         Assert.Equal((48ul << 20) / 512 - 1, BinaryPrimitives.ReadUInt64BigEndian(cap.Data));
         // The new space is usable.
@@ -137,7 +137,7 @@ public sealed class RbdLunTests(CephCluster ceph)
 
         // hrt lun resize goes through librbd's resize and the same unit attention.
         await d.CliOkAsync("lun", "resize", "z0", "64M");
-        Assert.Equal((0x06, 0x2A, 0x09), Scsi.SenseOf(await s.CommandAsync(Cdbs.TestUnitReady())));
+        Assert.Equal((0x06, 0x2A, 0x09), (await s.CommandAsync(Cdbs.TestUnitReady())).SenseCode);
         Assert.Contains("size 64 MiB", await ceph.RbdAsync("info", $"rbd/{image}"));
     }
 
@@ -164,7 +164,7 @@ public sealed class RbdLunTests(CephCluster ceph)
 
         // UNMAP of the whole object deallocates it again.
         var unmap = await s.CommandAsync(Cdbs.Unmap(24), Cdbs.UnmapList((ObjectBlocks, (uint)ObjectBlocks)));
-        Assert.True(unmap.Status == 0, Scsi.Describe(unmap));
+        Assert.True(unmap.Status == 0, unmap.Describe());
         var gone = Scsi.LbaStatus(await s.CommandAsync(Scsi.GetLbaStatus(ObjectBlocks), expectedIn: 1024));
         Assert.True(gone[0] is { Deallocated: true } && gone[0].Blocks >= ObjectBlocks, "the unmapped object is still mapped: " + string.Join(", ", gone));
     }

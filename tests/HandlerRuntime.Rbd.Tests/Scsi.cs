@@ -50,13 +50,6 @@ internal static class Scsi
             : $"first difference at byte {at} (block {at / 512}): expected {(at < expected.Length ? expected[at] : -1):X2}, got {(at < actual.Length ? actual[at] : -1):X2}; lengths {expected.Length} and {actual.Length}";
     }
 
-    /// <summary>(key, ASC, ASCQ) of fixed-format sense.</summary>
-    public static (int Key, int Asc, int Ascq) SenseOf(RawInitiator.Reply r)
-        => r.Sense.Length >= 14 ? (r.Sense[2] & 0x0F, r.Sense[12], r.Sense[13]) : (-1, -1, -1);
-
-    public static string Describe(RawInitiator.Reply r)
-        => r.Status == 0 ? "GOOD" : $"status {r.Status:X2}h sense {SenseOf(r).Key:X}/{SenseOf(r).Asc:X2}h/{SenseOf(r).Ascq:X2}h";
-
     /// <summary>The access state REPORT TARGET PORT GROUPS reports for the LU's port group, past unit attentions (2Ah/06h among them).</summary>
     public static async Task<int> AccessStateAsync(RawInitiator s, ulong lun = 0)
     {
@@ -66,10 +59,10 @@ internal static class Scsi
             r = await s.CommandAsync(ReportTargetPortGroups(), expectedIn: 64, lun: lun);
             if (r.Status == 0)
                 return r.Data[4] & 0x0F;
-            if (SenseOf(r).Key != 0x06)
+            if (r.SenseCode.Key != 0x06)
                 break;
         }
-        throw new Xunit.Sdk.XunitException("REPORT TARGET PORT GROUPS failed: " + Describe(r));
+        throw new Xunit.Sdk.XunitException("REPORT TARGET PORT GROUPS failed: " + r.Describe());
     }
 
     /// <summary>GET LBA STATUS descriptors: (LBA, blocks, deallocated).</summary>
@@ -104,6 +97,6 @@ internal static class Scsi
             if (r.Status == 0)
                 return;
         }
-        Assert.Fail($"LUN {lun} did not become ready: {Describe(r)}");
+        Assert.Fail($"LUN {lun} did not become ready: {r.Describe()}");
     }
 }
